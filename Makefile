@@ -1,0 +1,46 @@
+# Two commands set up a fresh machine: `make repro` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+EXTRAS ?= cpu,test           # EXTRAS=gpu,test installs the CUDA build of TensorFlow instead
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(strip $(EXTRAS)))
+comma := ,
+
+# No telemetry, and caches inside the repo.
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.cache/dvc-site
+export KERAS_HOME := $(CURDIR)/.cache/keras
+export PIPELINE_CACHE_DIR := $(CURDIR)/.cache
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help install repro test test-slow bench clean-venv
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: $(STAMP)  ## create .venv and install the pinned set (requirements.lock)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet --constraint requirements.lock --editable ".[$(strip $(EXTRAS))]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+repro: $(STAMP)  ## run the pipeline (dvc repro) on the dataset in params.yaml
+	$(BIN)/dvc repro
+
+test: $(STAMP)  ## run the test suite (slow tests left out)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)  ## run only the slow tests
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)  ## tokenize speed against the tutorial loop (needs ../shared/data)
+	$(BIN)/python bench/tokenize_speed.py --input ../shared/data/nsmc/ratings_train.txt --rows 20000
+
+clean-venv:  ## remove .venv
+	rm -rf $(VENV)

@@ -1,0 +1,241 @@
+"""params.yaml, read once into typed, frozen objects.
+
+Every section is a frozen dataclass. `load_params` checks the whole file at start-up: an unknown
+key, a wrong type or an out-of-range value raises `ParamsError` with one line naming the key and
+what is allowed, before any stage does work.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+DATASETS = ("seoul120", "nsmc", "imdb", "reuters", "table")
+ANALYZERS = ("okt", "komoran", "kkma", "hannanum", "mecab", "char", "whitespace", "english")
+TAGGED_ANALYZERS = ("okt", "komoran", "kkma", "hannanum", "mecab")
+
+
+class ParamsError(ValueError):
+    """A bad params.yaml: the message is one line naming the key."""
+
+
+def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+           hi_open: bool = False) -> dict:
+    return {"range": (lo, hi, lo_open, hi_open)}
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """The user's own file, used when dataset.name is `table`."""
+    source: str = ""                 # local path or http(s) URL of a CSV / TSV / JSONL / Parquet file
+    sha256: str = ""                 # optional pin of the file's sha256
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
+    text_columns: tuple[str, ...] = ()   # joined with a space, like the tutorials' 제목 + 내용
+    label_column: str = ""
+    id_column: str = ""              # empty: row numbers
+    encoding: str = "utf-8"
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    name: Literal["seoul120", "nsmc", "imdb", "reuters", "table"] = "seoul120"
+    classes: tuple[str, ...] = ()    # keep only these labels (empty: all)
+    table: TableSource = field(default_factory=TableSource)
+
+
+@dataclass(frozen=True)
+class DownloadParams:
+    retries: int = field(default=3, metadata=_range(0, 20))
+    timeout: float = field(default=60.0, metadata=_range(0, None, lo_open=True))
+    backoff: float = field(default=2.0, metadata=_range(0, 600))
+
+
+@dataclass(frozen=True)
+class TokenizeParams:
+    unicode: Literal["NFC", "NFKC", "none"] = "NFKC"
+    lowercase: bool = False
+    strip_html: bool = False         # <br /> and other tags become spaces (IMDB)
+    clean_pattern: str = ""          # regex; each match becomes a space, e.g. "[^ㄱ-ㅎㅏ-ㅣ가-힣 ]"
+    max_chars: int = field(default=5000, metadata=_range(1, None))
+    analyzer: Literal["okt", "komoran", "kkma", "hannanum", "mecab", "char", "whitespace",
+                      "english"] = "okt"
+    norm: bool = False               # okt only: normalise slang/typos
+    stem: bool = True                # okt only: verbs and adjectives to their dictionary form
+    pos_keep: tuple[str, ...] = ()   # keep only tokens whose tag matches (fnmatch: "N*", "Noun")
+    pos_drop: tuple[str, ...] = ()   # drop tokens whose tag matches
+    stopwords: tuple[str, ...] = ()
+    stopwords_file: str = ""         # one word a line, beside params.yaml
+    workers: int = field(default=0, metadata=_range(0, 256))   # 0: one per CPU core
+    # auto: threads in one JVM for Okt (one JIT warm-up, shared dictionaries), processes otherwise
+    worker_kind: Literal["auto", "process", "thread"] = "auto"
+    java_heap_mb: int = field(default=2048, metadata=_range(256, 65536))
+
+
+@dataclass(frozen=True)
+class VocabParams:
+    max_size: int = field(default=20000, metadata=_range(3, None))   # including PAD and OOV
+    min_freq: int = field(default=1, metadata=_range(1, None))
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    seed: int = 42
+    val_size: float = field(default=0.1, metadata=_range(0, 1, lo_open=True, hi_open=True))
+    test_size: float = field(default=0.1, metadata=_range(0, 1, lo_open=True, hi_open=True))
+    keep_official_test: bool = True  # nsmc / imdb / reuters ship a test file: use it as the test split
+    vocab: VocabParams = field(default_factory=VocabParams)
+    maxlen: int = field(default=100, metadata=_range(1, 100000))
+    padding: Literal["pre", "post"] = "pre"
+    truncating: Literal["pre", "post"] = "pre"
+
+
+@dataclass(frozen=True)
+class Params:
+    dataset: DatasetParams = field(default_factory=DatasetParams)
+    download: DownloadParams = field(default_factory=DownloadParams)
+    tokenize: TokenizeParams = field(default_factory=TokenizeParams)
+    prepare: PrepareParams = field(default_factory=PrepareParams)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    params = parse_params(raw or {}, source=str(path))
+    _check_cross_fields(params, str(path))
+    return params
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    return _build(Params, raw, prefix="", source=source)
+
+
+def to_dict(obj: Any) -> Any:
+    """The resolved params as plain YAML/JSON-able data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    where = prefix.rstrip(".") or "top level"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: {where}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, raw)) - set(fields))
+    if unknown:
+        raise ParamsError(f"{source}: {prefix}{unknown[0]}: unknown key "
+                          f"(allowed in {where}: {', '.join(fields)})")
+    values = {}
+    for name, f in fields.items():
+        if name in raw:
+            values[name] = _coerce(hints[name], raw[name], f"{prefix}{name}", f.metadata, source)
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, key: str, meta: Any, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, prefix=f"{key}.", source=source)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ParamsError(f"{source}: {key}: got {value!r}, allowed: {', '.join(map(str, choices))}")
+        return value
+    if origin is tuple:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise ParamsError(f"{source}: {key}: expected a list of strings, got {value!r}")
+        bad = [v for v in value if not isinstance(v, (str, int)) or isinstance(v, bool)]
+        if bad:
+            raise ParamsError(f"{source}: {key}: expected a list of strings, got item {bad[0]!r}")
+        return tuple(str(v) for v in value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{source}: {key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{source}: {key}: expected an integer{_range_text(meta)}, got {value!r}")
+        _check_range(value, key, meta, source, "an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{source}: {key}: expected a number{_range_text(meta)}, got {value!r}")
+        _check_range(float(value), key, meta, source, "a number")
+        return float(value)
+    if tp is str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ParamsError(f"{source}: {key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation for {key}: {tp}")
+
+
+def _range_text(meta: Any) -> str:
+    if "range" not in meta:
+        return ""
+    lo, hi, lo_open, hi_open = meta["range"]
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+    return " " + " and ".join(parts)
+
+
+def _check_range(value: float, key: str, meta: Any, source: str, kind: str) -> None:
+    if "range" not in meta:
+        return
+    lo, hi, lo_open, hi_open = meta["range"]
+    too_low = lo is not None and (value <= lo if lo_open else value < lo)
+    too_high = hi is not None and (value >= hi if hi_open else value > hi)
+    if too_low or too_high:
+        raise ParamsError(f"{source}: {key}: expected {kind}{_range_text(meta)}, got {value!r}")
+
+
+def _check_cross_fields(p: Params, source: str) -> None:
+    """Rules that involve more than one key."""
+    t = p.tokenize
+    if t.worker_kind == "thread" and t.analyzer in ("komoran", "kkma", "hannanum", "mecab"):
+        raise ParamsError(f"{source}: tokenize.worker_kind: thread is only safe with okt; "
+                          f"{t.analyzer} keeps state per instance: use process or auto")
+    if (t.pos_keep or t.pos_drop) and t.analyzer not in TAGGED_ANALYZERS:
+        key = "tokenize.pos_keep" if t.pos_keep else "tokenize.pos_drop"
+        raise ParamsError(f"{source}: {key}: the {t.analyzer!r} analyzer has no part-of-speech tags "
+                          f"(POS filters work with: {', '.join(TAGGED_ANALYZERS)})")
+    if t.clean_pattern:
+        import re
+        try:
+            re.compile(t.clean_pattern)
+        except re.error as exc:
+            raise ParamsError(f"{source}: tokenize.clean_pattern: not a valid regular expression: {exc}") from None
+    if p.prepare.val_size + p.prepare.test_size >= 1:
+        raise ParamsError(f"{source}: prepare.val_size + prepare.test_size must be < 1, got "
+                          f"{p.prepare.val_size} + {p.prepare.test_size}")
+    if p.dataset.name == "table":
+        tb = p.dataset.table
+        if not tb.source:
+            raise ParamsError(f"{source}: dataset.table.source: required when dataset.name is table "
+                              "(a local path or an http(s) URL)")
+        if not tb.text_columns:
+            raise ParamsError(f"{source}: dataset.table.text_columns: required when dataset.name is table")
+        if not tb.label_column:
+            raise ParamsError(f"{source}: dataset.table.label_column: required when dataset.name is table")
+        if tb.sha256 and (len(tb.sha256) != 64 or any(c not in "0123456789abcdef" for c in tb.sha256.lower())):
+            raise ParamsError(f"{source}: dataset.table.sha256: expected 64 hex digits, got {tb.sha256!r}")

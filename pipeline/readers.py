@@ -1,0 +1,172 @@
+"""Read a downloaded dataset into one table of documents: id, text, label, split.
+
+`split` is "train" or "test" where the dataset ships an official test set, else "". Labels are
+strings. Texts are raw here (normalisation is the tokenize stage's job); a missing text is "".
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import DatasetParams, TableSource
+
+COLUMNS = ["id", "text", "label", "split"]
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, and the row or column where it can."""
+
+
+def load_documents(raw_dir: Path, dataset: DatasetParams) -> pd.DataFrame:
+    """Read data/raw (as the download stage left it) for the configured dataset."""
+    manifest_path = raw_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise DataError(f"{manifest_path}: missing; run the download stage first (dvc repro download)")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest.get("dataset") != dataset.name:
+        raise DataError(f"{manifest_path}: holds dataset {manifest.get('dataset')!r} but params say "
+                        f"{dataset.name!r}; run the download stage again")
+    files = {f["name"]: raw_dir / f["path"] for f in manifest["files"]}
+    reader = {"seoul120": read_seoul120, "nsmc": read_nsmc, "imdb": read_imdb,
+              "reuters": read_reuters}.get(dataset.name)
+    if reader is not None:
+        return reader(files)
+    (path,) = files.values()
+    return read_table(path, dataset.table)
+
+
+def read_seoul120(files: dict[str, Path]) -> pd.DataFrame:
+    path = files["seoul-120-text.csv"]
+    table = _read_delimited(path, sep=",", encoding="utf-8")
+    _require_columns(table, ["번호", "분류", "제목", "내용"], path)
+    return _documents(table, ["제목", "내용"], "분류", "번호", split="")
+
+
+def read_nsmc(files: dict[str, Path]) -> pd.DataFrame:
+    parts = []
+    for split, name in (("train", "ratings_train.txt"), ("test", "ratings_test.txt")):
+        if name in files:
+            table = _read_delimited(files[name], sep="\t", encoding="utf-8")
+            _require_columns(table, ["id", "document", "label"], files[name])
+            parts.append(_documents(table, ["document"], "label", "id", split=split))
+    return pd.concat(parts, ignore_index=True)
+
+
+_IMDB_MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+_\d+)\.txt$")
+
+
+def read_imdb(files: dict[str, Path]) -> pd.DataFrame:
+    (path,) = files.values()
+    rows = []
+    # Stream the archive: 50,000 small members, no extraction to disk.
+    with tarfile.open(path, "r:gz") as archive:
+        for member in archive:
+            m = _IMDB_MEMBER.search(member.name)
+            if not m or not member.isfile():
+                continue
+            raw = archive.extractfile(member).read()
+            text = _decode(raw, "utf-8", f"{path}:{member.name}")
+            split, label, stem = m.groups()
+            rows.append((f"{split}/{label}/{stem}", text, label, split))
+    if not rows:
+        raise DataError(f"{path}: no aclImdb/{{train,test}}/{{pos,neg}}/*.txt members found")
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def read_reuters(files: dict[str, Path], test_split: float = 0.2, seed: int = 113) -> pd.DataFrame:
+    """Decode the Keras integer sequences back to words; Keras's own shuffle and 80/20 split."""
+    # The npz stores ragged object arrays (pickles); its sha256 was verified at download.
+    with np.load(files["reuters.npz"], allow_pickle=True) as f:
+        xs, labels = f["x"], f["y"]
+    word_index = json.loads(files["reuters_word_index.json"].read_text(encoding="utf-8"))
+    words = {rank: word for word, rank in word_index.items()}
+    order = np.arange(len(xs))
+    np.random.RandomState(seed).shuffle(order)
+    n_train = int(len(xs) * (1 - test_split))
+    rows = []
+    for pos, i in enumerate(order):
+        text = " ".join(words.get(int(w), "") for w in xs[i]).strip()
+        rows.append((str(int(i)), text, str(int(labels[i])), "train" if pos < n_train else "test"))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def read_table(path: Path, source: TableSource) -> pd.DataFrame:
+    fmt = source.format if source.format != "auto" else _guess_format(path)
+    if fmt == "parquet":
+        table = pd.read_parquet(path)
+    elif fmt == "jsonl":
+        text = _decode(path.read_bytes(), source.encoding, str(path))
+        try:
+            table = pd.read_json(io.StringIO(text), lines=True, dtype=False)
+        except ValueError as exc:
+            raise DataError(f"{path}: not valid JSON Lines: {exc}") from None
+    else:
+        table = _read_delimited(path, sep="\t" if fmt == "tsv" else ",", encoding=source.encoding)
+    needed = [*source.text_columns, source.label_column] + ([source.id_column] if source.id_column else [])
+    _require_columns(table, needed, path)
+    return _documents(table, list(source.text_columns), source.label_column, source.id_column or None,
+                      split="")
+
+
+def _guess_format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if ".parquet" in suffixes or ".pq" in suffixes:
+        return "parquet"
+    if ".jsonl" in suffixes or ".ndjson" in suffixes or ".json" in suffixes:
+        return "jsonl"
+    if ".tsv" in suffixes or ".txt" in suffixes:   # NSMC's ratings_*.txt are tab-separated
+        return "tsv"
+    if ".csv" in suffixes:
+        return "csv"
+    raise DataError(f"{path}: cannot tell the format from the file name; set dataset.table.format "
+                    "to csv, tsv, jsonl or parquet")
+
+
+def _decode(raw: bytes, encoding: str, where: str) -> str:
+    try:
+        return raw.decode("utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{where}: line {line}: bytes {raw[exc.start:exc.end]!r} are not valid "
+                        f"{encoding} (set dataset.table.encoding, e.g. cp949 for many Korean "
+                        "Windows files)") from None
+    except LookupError:
+        raise DataError(f"{where}: unknown encoding {encoding!r} (dataset.table.encoding)") from None
+
+
+def _read_delimited(path: Path, sep: str, encoding: str) -> pd.DataFrame:
+    text = _decode(path.read_bytes(), encoding, str(path))
+    try:
+        # Everything as strings: ids like 00123 and labels like 0/1 stay as written.
+        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                           na_values=[""], engine="c")
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+
+
+def _require_columns(table: pd.DataFrame, needed: list[str], path: Path) -> None:
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: no column {missing[0]!r}; the columns present are: "
+                        f"{', '.join(map(str, table.columns))}")
+
+
+def _documents(table: pd.DataFrame, text_columns: list[str], label_column: str,
+               id_column: str | None, split: str) -> pd.DataFrame:
+    texts = table[text_columns[0]].fillna("").astype(str)
+    for col in text_columns[1:]:
+        texts = texts + " " + table[col].fillna("").astype(str)
+    ids = table[id_column].astype(str) if id_column else pd.Series(
+        [str(i) for i in range(1, len(table) + 1)], index=table.index)
+    labels = table[label_column]
+    labels = labels.where(labels.isna(), labels.astype(str).str.strip())
+    return pd.DataFrame({"id": ids.values, "text": texts.values, "label": labels.values,
+                         "split": split})
