@@ -322,8 +322,9 @@ def _body(params: Params, args) -> None:
     stats["params"] = {"dataset": to_dict(params.dataset), "tokenize": to_dict(cfg)}
     write_tokens(table, paths.TOKENS)
     write_json(paths.TOKENIZE_STATS, stats)
-    print(f"tokenize: {stats['documents']:,} documents ({stats['unique_texts']:,} unique texts, "
-          f"{stats['analysed']:,} analysed, {stats['cache_hits']:,} from cache), dropped "
+    unit = "distinct words" if stats["unique_units_analysed_or_cached"] != stats["unique_texts"] else "texts"
+    print(f"tokenize: {stats['documents']:,} documents ({stats['unique_texts']:,} unique texts; "
+          f"{stats['analysed']:,} {unit} analysed, {stats['cache_hits']:,} from cache); dropped "
           f"{stats['dropped_empty_text']} empty; median {stats['length'].get('p50')} tokens -> "
           f"{paths.TOKENS}")
 
