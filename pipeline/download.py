@@ -6,6 +6,7 @@ data/raw/manifest.json recording each file's source, size and sha256.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -124,8 +125,6 @@ def download(dataset: DatasetParams, settings: DownloadParams, raw_dir: Path = p
         "params": {"dataset.name": dataset.name, **(
             {"dataset.table": to_dict(dataset.table)} if dataset.name == "table" else {})},
     }
-    import json
-
     with atomic_dir(raw_dir) as tmp:
         (tmp / dataset.name).mkdir()
         for f, _, local in fetched:

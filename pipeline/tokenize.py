@@ -1,9 +1,11 @@
 """tokenize stage: normalise texts and split them into tokens with a Korean or English analyzer.
 
-Fast on purpose: identical texts are analysed once; the analyses are cached by (analyzer, options,
-text) in .cache/tokenize/analysis.sqlite, so a re-run that changes only POS filters or stopwords
-analyses nothing; what is left to analyse is spread over `tokenize.workers` processes, one JVM
-each. Output: data/tokens.parquet (id, label, split, tokens, length) and data/tokenize_stats.json.
+Fast on purpose: identical texts are analysed once (with Okt, each distinct word once: it parses
+words independently); analyses are cached by (analyzer, options, text) in
+.cache/tokenize/analysis.sqlite, so a re-run that changes only POS filters or stopwords analyses
+nothing; the rest is spread over `tokenize.workers` (Okt: threads in one JVM; the other JVM
+analyzers: processes, one JVM each). Output: data/tokens.parquet (id, label, split, tokens,
+length) and data/tokenize_stats.json.
 """
 from __future__ import annotations
 

@@ -1,0 +1,34 @@
+"""The whole shared NSMC file through the data stages (about two minutes: `make test-slow`)."""
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import DatasetParams, DownloadParams, PrepareParams, TableSource, TokenizeParams
+from pipeline.download import download
+from pipeline.prepare import prepare
+from pipeline.readers import load_documents
+from pipeline.tokenize import tokenize_documents
+
+NSMC_SHA256 = "fa80d8a66e9c7b0c9b1ade949bb5f38835e8640a884b3573df5643982ba532f7"
+
+
+@pytest.mark.slow
+def test_full_shared_nsmc_through_the_data_stages(in_tmp, shared_data):
+    dataset = DatasetParams(name="table", table=TableSource(
+        source=str(shared_data / "nsmc" / "ratings_train.txt"), sha256=NSMC_SHA256,
+        text_columns=("document",), label_column="label", id_column="id"))
+    download(dataset, DownloadParams())
+    docs = load_documents(in_tmp / "data" / "raw", dataset)
+    cfg = TokenizeParams(pos_drop=("Josa", "Punctuation"))
+    tokens, stats = tokenize_documents(docs, dataset, cfg, in_tmp / "cache.sqlite", frozenset(), progress=False)
+    # A few NSMC reviews are empty or only punctuation: dropped and counted, never silently.
+    dropped = stats["dropped_empty_text"] + stats["dropped_no_tokens_after_filters"]
+    assert 0 < dropped < 2000 and stats["documents"] == 150_000 - dropped
+    assert stats["unique_units_analysed_or_cached"] < stats["unique_texts"] * 3
+    arrays, vocab, names, pstats = prepare(tokens, PrepareParams(maxlen=40))
+    assert names == ["0", "1"] and len(vocab) == 20_000
+    n = {s: len(a["y"]) for s, a in arrays.items()}
+    assert sum(n.values()) == stats["documents"] and abs(n["test"] - 0.1 * stats["documents"]) <= 1
+    share = {s: float(a["y"].mean()) for s, a in arrays.items()}
+    assert max(share.values()) - min(share.values()) < 0.005      # stratified
+    assert pstats["splits"]["test"]["oov_rate"] < 0.05
