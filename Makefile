@@ -16,7 +16,7 @@ export KERAS_HOME := $(CURDIR)/.cache/keras
 export PIPELINE_CACHE_DIR := $(CURDIR)/.cache
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install repro test test-slow bench clean-venv
+.PHONY: help install repro test test-slow bench ui clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -41,6 +41,15 @@ test-slow: $(STAMP)  ## run only the slow tests
 
 bench: $(STAMP)  ## tokenize speed against the tutorial loop (needs ../shared/data)
 	$(BIN)/python bench/tokenize_speed.py --input ../shared/data/nsmc/ratings_train.txt --rows 20000
+
+# One uvicorn worker and no job runner: the defaults (4 workers + 8 huey job consumers, used only
+# by GenAI evaluation jobs) take ~2.8 GiB of processes to browse a few runs.
+ui: $(STAMP)  ## browse the MLflow runs in mlruns/ at http://127.0.0.1:5000 (Ctrl-C stops it)
+	@mkdir -p mlruns/artifacts
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui \
+	  --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+	  --default-artifact-root file://$(CURDIR)/mlruns/artifacts \
+	  --host 127.0.0.1 --port 5000 --workers 1
 
 clean-venv:  ## remove .venv
 	rm -rf $(VENV)

@@ -1,9 +1,10 @@
-"""What every stage's command line shares: --params, one-line errors, Ctrl-C."""
+"""What every stage's command line shares: --params, --no-track, one-line errors, Ctrl-C."""
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Callable, Sequence
 
 from pipeline.config import Params, ParamsError, load_params
 
@@ -21,20 +22,36 @@ def stage_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--params", default="params.yaml",
                         help="parameters file (default: %(default)s); the whole file is checked "
                              "at start-up")
+    parser.add_argument("--no-track", action="store_true",
+                        help="don't record this run in MLflow (by default each run is one MLflow "
+                             "run in mlruns/, or at $MLFLOW_TRACKING_URI)")
     return parser
 
 
+def _tracked(name: str, params: Params, reads: Sequence[str],
+             args: argparse.Namespace) -> AbstractContextManager:
+    if getattr(args, "no_track", False):
+        return nullcontext()
+    from pipeline.tracking import stage_run
+    return stage_run(name, params, reads)
+
+
 def run_stage(name: str, body: Callable[[Params, argparse.Namespace], None],
-              parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+              parser: argparse.ArgumentParser, argv: list[str] | None = None,
+              reads: Sequence[str] = ()) -> int:
+    """Parse, load params, run `body` as one MLflow run; exit 2 on bad input, 130 on Ctrl-C."""
     args = parser.parse_args(argv)
     # Imported here so a bad params.yaml is reported before any heavy import.
     from pipeline.fetch import FetchError
     from pipeline.readers import DataError
+    from pipeline.tracking import TrackingError
 
     try:
-        params = load_params(args.params)
-        body(params, args)
-    except (ParamsError, DataError, FetchError, StageError) as exc:
+        params = load_params(args.params)   # before tracking: a bad file creates no run
+        # The run ends (FAILED / KILLED) as the exception leaves it, before the message below.
+        with _tracked(name, params, reads, args):
+            body(params, args)
+    except (ParamsError, DataError, FetchError, StageError, TrackingError) as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

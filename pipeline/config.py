@@ -89,8 +89,45 @@ class PrepareParams:
     keep_official_test: bool = True  # nsmc / imdb / reuters ship a test file: use it as the test split
     vocab: VocabParams = field(default_factory=VocabParams)
     maxlen: int = field(default=100, metadata=_range(1, 100000))
-    padding: Literal["pre", "post"] = "pre"
+    padding: Literal["pre", "post"] = "post"   # post + masking keeps the fused cuDNN kernels usable
     truncating: Literal["pre", "post"] = "pre"
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Hyperparameters of the recurrent classifier (pipeline/models.py builds it)."""
+    cell: Literal["simple_rnn", "lstm", "gru"] = "gru"
+    bidirectional: bool = False
+    layers: int = field(default=1, metadata=_range(1, 8))      # stacked; return_sequences on all but the last
+    units: int = field(default=64, metadata=_range(1, 4096))
+    embedding_dim: int = field(default=128, metadata=_range(1, 4096))   # unused with one_hot
+    one_hot: bool = False             # the seeds' one-hot SimpleRNN input instead of an Embedding
+    dropout: float = field(default=0.0, metadata=_range(0, 1, hi_open=True))
+    recurrent_dropout: float = field(default=0.0, metadata=_range(0, 1, hi_open=True))
+    dense_units: int = field(default=0, metadata=_range(0, 4096))      # hidden Dense(relu); 0: none
+    mask: bool = True                 # skip padded steps (mask_zero)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    model: ModelParams = field(default_factory=ModelParams)
+    epochs: int = field(default=10, metadata=_range(1, 10000))
+    batch_size: int = field(default=64, metadata=_range(1, 65536))     # per replica
+    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+    learning_rate: float = field(default=1e-3, metadata=_range(0, 10, lo_open=True))
+    scale_learning_rate: bool = False  # multiply by the number of replicas
+    class_weight: Literal["none", "balanced"] = "none"
+    early_stopping_patience: int = field(default=3, metadata=_range(0, 1000))   # 0: off
+    distribute: Literal["auto", "mirrored", "multi_worker", "none"] = "auto"
+    devices: tuple[str, ...] = ()     # mirrored: e.g. [/gpu:0, /gpu:1]; empty: every GPU
+    bucket_by_length: bool = True     # batch similar lengths, pad per batch instead of to maxlen
+    seed: int = 42
+    deterministic: bool = False       # TF op determinism (slower)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int = field(default=256, metadata=_range(1, 65536))
 
 
 @dataclass(frozen=True)
@@ -99,6 +136,8 @@ class Params:
     download: DownloadParams = field(default_factory=DownloadParams)
     tokenize: TokenizeParams = field(default_factory=TokenizeParams)
     prepare: PrepareParams = field(default_factory=PrepareParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

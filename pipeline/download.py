@@ -141,6 +141,15 @@ def _body(params: Params, args) -> None:
     manifest = download(params.dataset, params.download, mirror=mirror)
     for f in manifest["files"]:
         print(f"download: {f['path']}  {f['size']:,} bytes  sha256 {f['sha256'][:12]}…  from {f['source']}")
+    from pipeline import tracking
+    if tracking.is_tracking():
+        import mlflow
+
+        mlflow.log_metrics({"download/files": len(manifest["files"]),
+                            "download/bytes": sum(f["size"] for f in manifest["files"])})
+        mlflow.log_dict(manifest, "download/manifest.json")
+        # The run started with the previous manifest's checksums; these are the files just laid out.
+        mlflow.set_tags(tracking.data_tags())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +161,7 @@ environment:
   {MIRROR_ENV}   a folder or base URL holding <dataset>/<file name>; used instead of
                          the canonical hosts (air-gapped machines, CI). Checksums still apply.
   PIPELINE_CACHE_DIR     where downloads are cached (default: .cache)""")
-    return run_stage("download", _body, parser, argv)
+    return run_stage("download", _body, parser, argv, reads=READS)
 
 
 if __name__ == "__main__":

@@ -180,6 +180,18 @@ def _body(params: Params, args) -> None:
     tokens = read_tokens(paths.TOKENS)
     arrays, vocab, names, stats = prepare(tokens, params.prepare)
     write_outputs(arrays, vocab, names, stats, params)
+    from pipeline import tracking
+    if tracking.is_tracking():
+        import mlflow
+
+        tracking.log_stats(stats, "prepare")
+        tracking.log_files([paths.PREPARE_STATS, paths.LENGTHS_PLOT] + [
+            paths.PREPARED_DIR / f for f in ("vocab.json", "labels.json", "params.json")], "prepare")
+        maxlen = params.prepare.maxlen
+        mlflow.log_figure(tracking.histogram_figure(
+            arrays["train"]["raw_length"], maxlen,
+            f"maxlen {maxlen} (covers {stats['maxlen_covers_train_rows']:.1%})", "tokens per row",
+            "Training rows per token length"), "prepare/lengths.png")
     s = stats["splits"]
     print(f"prepare: train {s['train']['rows']:,} / val {s['val']['rows']:,} / test {s['test']['rows']:,} "
           f"({stats['test_split']} test), {len(names)} classes, vocab {len(vocab):,}, "
@@ -189,7 +201,7 @@ def _body(params: Params, args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser("python -m pipeline.prepare", __doc__)
-    return run_stage("prepare", _body, parser, argv)
+    return run_stage("prepare", _body, parser, argv, reads=READS)
 
 
 if __name__ == "__main__":

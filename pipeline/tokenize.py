@@ -324,6 +324,11 @@ def _body(params: Params, args) -> None:
     stats["params"] = {"dataset": to_dict(params.dataset), "tokenize": to_dict(cfg)}
     write_tokens(table, paths.TOKENS)
     write_json(paths.TOKENIZE_STATS, stats)
+    from pipeline import tracking
+    if tracking.is_tracking():
+        # "params" are the run's params already; as metrics they would only be noise.
+        tracking.log_stats({k: v for k, v in stats.items() if k != "params"}, "tokenize")
+        tracking.log_files([paths.TOKENIZE_STATS], "tokenize")
     unit = "distinct words" if stats["unique_units_analysed_or_cached"] != stats["unique_texts"] else "texts"
     print(f"tokenize: {stats['documents']:,} documents ({stats['unique_texts']:,} unique texts; "
           f"{stats['analysed']:,} {unit} analysed, {stats['cache_hits']:,} from cache); dropped "
@@ -339,7 +344,7 @@ words). POS filters (tokenize.pos_keep / pos_drop) take the analyzer's tags, wit
 okt [Josa, Punctuation], mecab/komoran [J*, S*].""")
     parser.add_argument("--no-cache", action="store_true",
                         help="analyse every text again, ignoring and not filling the cache")
-    return run_stage("tokenize", _body, parser, argv)
+    return run_stage("tokenize", _body, parser, argv, reads=READS)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ import dataclasses
 import pytest
 import yaml
 
-from pipeline import download, prepare, tokenize
+from pipeline import download, evaluate, prepare, tokenize, train
 from pipeline.config import Params
 from conftest import REPO
 
-STAGES = {"download": download, "tokenize": tokenize, "prepare": prepare}
+STAGES = {"download": download, "tokenize": tokenize, "prepare": prepare, "train": train,
+          "evaluate": evaluate}
 
 
 def dvc_stages() -> dict:
@@ -32,10 +33,13 @@ def test_every_listed_key_exists(name):
 
 
 def test_stage_commands_run_the_stage_modules():
-    for name, stage in dvc_stages().items():
+    stages = dvc_stages()
+    produced = {next(iter(out)) for stage in stages.values() for out in stage.get("outs", [])}
+    for name, stage in stages.items():
         assert stage["cmd"] == f"python -m pipeline.{name}"
         for dep in stage.get("deps", []):
-            assert (REPO / dep).exists() or dep.startswith("data/"), dep
+            # Every dependency is code in the repo or the output of an earlier stage.
+            assert (REPO / dep).exists() or dep in produced, dep
 
 
 def test_outputs_persist_so_a_failed_run_keeps_them():

@@ -1,6 +1,7 @@
 """`dvc repro` for real, in a temporary git + DVC copy of the repo, on a small table dataset."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -35,12 +36,11 @@ def run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
 @pytest.fixture
 def project(tmp_path) -> tuple[Path, dict]:
     root = tmp_path / "project"
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
-                           check=True).stdout.split()
-    for rel in files:
-        if rel.startswith(("pipeline/", ".dvc/")) or rel in ("dvc.yaml", ".dvcignore", ".gitignore"):
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, root / rel)
+    # The working tree as it is (not the last commit): the code under test.
+    shutil.copytree(REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    for rel in ("dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, root / rel)
     write_dataset(root / "questions.csv")
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     # Keys are updated, not replaced: DVC wants every key dvc.yaml lists to be in params.yaml.
@@ -50,6 +50,8 @@ def project(tmp_path) -> tuple[Path, dict]:
     params["tokenize"]["workers"] = 1
     params["prepare"].update({"maxlen": 12, "val_size": 0.2, "test_size": 0.2})
     params["prepare"]["vocab"]["min_freq"] = 1
+    params["train"]["model"].update(units=8, embedding_dim=8, dense_units=0, bidirectional=False)
+    params["train"].update(epochs=2, batch_size=8)
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"),
@@ -83,6 +85,19 @@ def test_dvc_repro_end_to_end(project):
     assert sizes == {"train": 36, "val": 12, "test": 12}
     assert (root / "dvc.lock").is_file()
     assert (root / "data" / "raw" / "manifest.json").is_file()
+    for name in ("model.keras", "vocab.json", "labels.json", "params.json", "history.json",
+                 "learning_curve.png", "run.json"):
+        assert (root / "models" / name).is_file(), name
+    metrics = json.loads((root / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["test/rows"] == 12 and 0 <= metrics["test/accuracy"] <= 1
+    assert set(metrics["test/per_class"]) == {"행정", "경제", "복지"}
+    assert (root / "plots" / "evaluate" / "confusion.csv").read_text(encoding="utf-8").count("\n") == 13
+    runs = mlflow_runs(root)
+    assert {r.info.run_name: r.info.status for r in runs} == {
+        stage: "FINISHED" for stage in ("download", "tokenize", "prepare", "train", "evaluate")}
+    train_run = next(r for r in runs if r.info.run_name == "train")
+    assert "val/accuracy" in train_run.data.metrics and "test/accuracy" in train_run.data.metrics
+    assert json.loads((root / "models" / "run.json").read_text())["run_id"] == train_run.info.run_id
 
     # Nothing changed: download runs (always_changed) and finds the same bytes; the rest is skipped.
     second = dvc(root, env, "repro")
@@ -109,3 +124,13 @@ def test_dvc_repro_end_to_end(project):
              if not p.is_relative_to(root / "data" / "raw")}
     assert {p: b for p, b in before.items() if p in after} == after
     assert set(after) == {p for p in before if not p.is_relative_to(root / "data" / "raw")}
+    failed_runs = [r for r in mlflow_runs(root) if r.info.status == "FAILED"]
+    assert [r.info.run_name for r in failed_runs] == ["tokenize"]
+
+
+def mlflow_runs(root: Path) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("textclf-table")
+    return client.search_runs([experiment.experiment_id])

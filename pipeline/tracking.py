@@ -1,0 +1,320 @@
+"""MLflow tracking: every stage invocation is one run in the experiment of its dataset.
+
+Runs go to a local SQLite store, mlruns/mlflow.db, with artifacts in mlruns/artifacts/ (MLflow
+3.17 refuses the old ./mlruns file store), or wherever $MLFLOW_TRACKING_URI points. `import mlflow`
+costs seconds, so it happens inside the functions: `--help` and a bad params.yaml stay fast.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import numbers
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+from pipeline import paths
+from pipeline.config import Params, to_dict
+
+if TYPE_CHECKING:
+    import mlflow
+    from matplotlib.figure import Figure
+
+# Set before mlflow is imported anywhere through this module, so `python -m pipeline.x` run by
+# hand (not through the Makefile, which exports it too) sends nothing either.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+LOCAL_STORE = Path("mlruns")
+SERVER_SCHEMES = ("http", "https", "databricks")
+_EXPORTED = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
+MAX_KEY_LENGTH = 250          # mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH
+MAX_PARAM_LENGTH = 6000       # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
+MAX_TAG_LENGTH = 8000         # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
+# MLflow accepts names matching [/\w.\- :]; Python's \w is Unicode, so Hangul labels such as
+# "경제" are accepted as they are (a test checks this against the real store). Inside one name
+# segment "/" is our separator and ":" is refused on Windows, so both are escaped.
+_SEGMENT_CHAR = re.compile(r"[\w.\- ]")
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be reached or used; printed as one line by the CLI."""
+
+
+def tracking_uri() -> str:
+    """$MLFLOW_TRACKING_URI, else the SQLite store under mlruns/ in the repo root (the cwd)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    LOCAL_STORE.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(LOCAL_STORE / 'mlflow.db').resolve()}"
+
+
+def _is_server(uri: str) -> bool:
+    return uri.split(":", 1)[0].lower() in SERVER_SCHEMES
+
+
+def artifact_root() -> str | None:
+    """Where new experiments keep artifacts; a tracking server decides that itself (None)."""
+    if _is_server(tracking_uri()):
+        return None
+    return (LOCAL_STORE / "artifacts").resolve().as_uri()
+
+
+def experiment_name(dataset: str) -> str:
+    return f"textclf-{dataset}"
+
+
+def registered_model_name(dataset: str) -> str:
+    return f"textclf-{dataset}"
+
+
+def ensure_experiment(dataset: str) -> str:
+    """Point MLflow at the store, make the dataset's experiment the active one; its id."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with _no_env_export():
+        mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    name = experiment_name(dataset)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            experiment_id = client.create_experiment(name, artifact_location=artifact_root())
+        except MlflowException:
+            # Another process created it between our look-up and create: use theirs.
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            experiment_id = found.experiment_id
+    else:
+        experiment_id = experiment.experiment_id
+        if experiment.lifecycle_stage == "deleted":
+            # Deleted in the UI: the name stays taken, so bring it back rather than fail the stage.
+            client.restore_experiment(experiment_id)
+    with _no_env_export():
+        mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+@contextmanager
+def _no_env_export() -> Iterator[None]:
+    """Undo MLflow's export of the URI / experiment to os.environ (meant for child processes).
+
+    Left there, the exported URI would pass for the user's $MLFLOW_TRACKING_URI: a later stage in
+    the same process but another folder (tests, a notebook) would log into the first store.
+    """
+    saved = {key: os.environ.get(key) for key in _EXPORTED}
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _resolve(params: Params, key: str) -> Any:
+    value: Any = params
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _flatten(value: Any, key: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            yield from _flatten(inner, f"{key}.{name}")
+    else:
+        yield key, value
+
+
+def flat_params(params: Params, reads: Sequence[str]) -> dict[str, str]:
+    """The resolved values of the keys a stage reads, as dotted keys and string values."""
+    flat: dict[str, str] = {}
+    for read in reads:
+        for key, value in _flatten(to_dict(_resolve(params, read)), read):
+            flat[key] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def _git(*args: str) -> str | None:
+    """Output of a git command in the cwd; None outside a repository or without git."""
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _segment(text: str) -> str:
+    """One part of a metric or tag name, in characters MLflow accepts; others hex-escaped."""
+    if text in ("", ".", ".."):
+        # Would make the name resolve to another path ("a//b", "a/./b"), which MLflow refuses.
+        return "".join(f"_{ord(c):x}_" for c in text) or "_"
+    return "".join(c if _SEGMENT_CHAR.fullmatch(c) else f"_{ord(c):x}_" for c in text)
+
+
+def metric_key(*parts: str) -> str:
+    """A valid MLflow name from path parts: "tokenize", "length", "p95" -> "tokenize/length/p95"."""
+    key = "/".join(_segment(str(p)) for p in parts)
+    if len(key) > MAX_KEY_LENGTH:
+        # Truncated names would collide; a digest of the whole keeps them apart.
+        digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
+        key = f"{key[:MAX_KEY_LENGTH - 9]}-{digest}"
+    return key
+
+
+def data_tags(manifest: Path | None = None) -> dict[str, str]:
+    """"data.<file>.sha256" for every file the download stage recorded, when it has run."""
+    manifest = manifest or paths.RAW_DIR / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError):
+        return {}   # a damaged manifest is the download stage's business, not tracking's
+    return {metric_key(*f"data.{f['path']}.sha256".split("/")): str(f["sha256"])
+            for f in files if isinstance(f, dict) and "path" in f and "sha256" in f}
+
+
+def run_tags(stage: str) -> dict[str, str]:
+    commit = _git("rev-parse", "HEAD") or ""
+    # Untracked files do not count: generated data is git-ignored, and notes lying around
+    # should not make every run look dirty.
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    tags = {"pipeline.stage": stage, "dvc.stage": stage, "git.commit": commit,
+            "git.dirty": "true" if status else "false", **data_tags()}
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (DVC, a CI timeout, `kill`) raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield   # handlers can only be installed from the main thread
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        # None means a handler not installed from Python; the default is the closest we can do.
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _start(stage: str, dataset: str, run_name: str, nested: bool) -> mlflow.ActiveRun:
+    import mlflow
+
+    try:
+        ensure_experiment(dataset)
+        return mlflow.start_run(run_name=run_name, nested=nested)
+    except Exception as exc:   # any store failure: one line naming the store and the way out
+        text = " ".join(str(exc).split())
+        raise TrackingError(f"MLflow tracking at {tracking_uri()} failed: {text} "
+                            "(--no-track runs the stage without it)") from exc
+
+
+@contextmanager
+def stage_run(stage: str, params: Params, reads: Sequence[str], dataset: str | None = None,
+              run_name: str | None = None, nested: bool = False) -> Iterator[mlflow.ActiveRun]:
+    """One MLflow run around a stage: FINISHED, FAILED on an exception, KILLED on Ctrl-C/SIGTERM.
+
+    The exception is re-raised after the run has ended; no path leaves the run RUNNING.
+    """
+    import mlflow
+
+    outer = mlflow.active_run()   # the parent of a nested run, which must stay as it is
+    # Installed before the run starts, so a SIGTERM at any point after that finds the handler.
+    with _sigterm_as_interrupt():
+        try:
+            run = _start(stage, dataset or params.dataset.name, run_name or stage, nested)
+            mlflow.set_tags(run_tags(stage))
+            mlflow.log_params(flat_params(params, reads))
+            yield run
+        except KeyboardInterrupt:
+            _end_since(outer, "KILLED")
+            raise
+        except BaseException as exc:
+            _end_since(outer, "FAILED", error=exc)
+            raise
+    _end_since(outer, "FINISHED")
+
+
+def _end_since(outer: mlflow.ActiveRun | None, status: str, error: BaseException | None = None) -> None:
+    """End the runs started inside stage_run: ours, and any nested run the stage left open.
+
+    Nothing is ended when ours never started (a TrackingError, or Ctrl-C during the start).
+    """
+    import mlflow
+
+    while (active := mlflow.active_run()) is not None and (
+            outer is None or active.info.run_id != outer.info.run_id):
+        try:
+            if error is not None:
+                # The reason beside the status, so the UI shows why without the terminal.
+                mlflow.set_tag("pipeline.error", f"{type(error).__name__}: {error}"[:MAX_TAG_LENGTH])
+        finally:
+            mlflow.end_run(status)
+
+
+def is_tracking() -> bool:
+    """Whether a run is active; False without importing mlflow when nothing imported it."""
+    mlflow = sys.modules.get("mlflow")
+    return mlflow is not None and mlflow.active_run() is not None
+
+
+def _numeric_leaves(stats: dict, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], float]]:
+    for key, value in stats.items():
+        where = (*path, str(key))
+        if isinstance(value, dict):
+            yield from _numeric_leaves(value, where)
+        # bool is a Number to Python (numpy's bool_ is not), but a flag is not a measurement.
+        elif isinstance(value, numbers.Number) and not isinstance(value, bool):
+            yield where, float(value)
+
+
+def log_stats(stats: dict, prefix: str) -> None:
+    """Every numeric leaf of nested stats as a metric "<prefix>/<path>/<to>/<leaf>"."""
+    import mlflow
+
+    metrics = {metric_key(prefix, *path): value for path, value in _numeric_leaves(stats)}
+    if metrics:
+        mlflow.log_metrics(metrics)
+
+
+def log_files(files: Iterable[Path], artifact_path: str) -> None:
+    """Log existing files under one artifact folder (a missing one is simply not there to log)."""
+    import mlflow
+
+    for file in files:
+        if Path(file).is_file():
+            mlflow.log_artifact(str(file), artifact_path)
+
+
+def histogram_figure(values: Sequence[float], line_at: float, line_label: str, xlabel: str,
+                     title: str) -> Figure:
+    """A histogram with a vertical line (e.g. training lengths and maxlen), without pyplot,
+    so no GUI backend and no global figure state are involved."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4), dpi=100)
+    axes = figure.subplots()
+    axes.hist(values, bins=min(60, max(1, len(set(values)))), color="#4c72b0")
+    axes.axvline(line_at, color="#c44e52", linestyle="--", label=line_label)
+    axes.set(xlabel=xlabel, ylabel="rows", title=title)
+    axes.legend()
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,386 @@
+"""train stage: fit the recurrent classifier on data/prepared, under a tf.distribute strategy.
+
+One training loop serves every strategy (none, MirroredStrategy, MultiWorkerMirroredStrategy):
+`strategy.run` over a distributed dataset, a GradientTape, `tf.nn.compute_average_loss` and the
+Keras optimizer. (Keras 3 `model.fit` fails under MultiWorkerMirroredStrategy: keras-team/keras#20585.)
+Each epoch is a fixed number of steps over a dataset shuffled with seed + epoch, so every worker
+takes the same steps and an interrupted run resumes exactly where its last epoch ended.
+
+Writes models/: model.keras (best validation loss), vocab.json, labels.json, params.json,
+history.json, learning_curve.png, run.json (the MLflow run and model URIs).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TF's C++ start-up chatter
+
+import numpy as np  # noqa: E402
+
+from pipeline import paths  # noqa: E402
+from pipeline.cli import StageError, run_stage, stage_parser  # noqa: E402
+from pipeline.config import ModelParams, Params, TrainParams, to_dict  # noqa: E402
+
+READS = ("dataset.name", "train")
+MODELS_DIR = Path("models")
+EpochHook = Callable[[int, dict], None]
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prepared:
+    train: dict
+    val: dict
+    vocab_size: int
+    labels: list[str]
+    padding: str
+    maxlen: int
+
+
+def load_prepared(folder: Path = paths.PREPARED_DIR) -> Prepared:
+    if not (folder / "train.npz").is_file():
+        raise StageError(f"{folder}/train.npz: missing; run the prepare stage first (dvc repro prepare)")
+    splits = {s: dict(np.load(folder / f"{s}.npz")) for s in ("train", "val")}
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+    prep = json.loads((folder / "params.json").read_text(encoding="utf-8"))["prepare"]
+    return Prepared(splits["train"], splits["val"], len(vocab), labels, prep["padding"], prep["maxlen"])
+
+
+def bucket_boundaries(lengths: np.ndarray, buckets: int = 8) -> list[int]:
+    """Length quantiles: each bucket holds about the same number of rows."""
+    qs = np.quantile(lengths, np.linspace(0, 1, buckets + 1)[1:-1])
+    return sorted({int(q) + 1 for q in qs if q >= 1})
+
+
+def make_dataset(split: dict, global_batch: int, *, seed: int, epoch: int, bucket: bool, padding: str,
+                 shuffle: bool = True):
+    """(x, y) batches; with bucketing, similar lengths together and padded only to the batch's longest.
+
+    The order is a NumPy permutation seeded by seed + epoch: unlike tf.data's shuffle it does not
+    depend on TF's global seed, so a resumed run sees exactly the batches the interrupted one would.
+    """
+    import tensorflow as tf
+
+    x, y, lengths = split["x"], split["y"], np.maximum(split["length"], 1)
+    if shuffle:
+        order = np.random.default_rng(seed + epoch).permutation(len(y))
+        x, y, lengths = x[order], y[order], lengths[order]
+    maxlen = x.shape[1]
+    ds = tf.data.Dataset.from_tensor_slices((x, y, lengths))
+    if bucket:
+        bounds = bucket_boundaries(lengths)
+        ds = ds.bucket_by_sequence_length(lambda x_, y_, n: n, bounds, [global_batch] * (len(bounds) + 1))
+
+        def trim(xb, yb, nb):
+            n = tf.reduce_max(nb)
+            return (xb[:, :n] if padding == "post" else xb[:, maxlen - n:]), yb
+        ds = ds.map(trim, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.batch(global_batch).map(lambda xb, yb, nb: (xb, yb))
+    return ds
+
+
+def steps_per_epoch(n: int, global_batch: int) -> int:
+    return max(1, math.ceil(n / global_batch))
+
+
+# --- distribution -------------------------------------------------------------------------------
+
+def make_strategy(distribute: str, devices: tuple[str, ...] = ()):
+    import tensorflow as tf
+
+    if distribute == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise StageError("train.distribute: multi_worker needs TF_CONFIG (the cluster and this "
+                             "worker's index), see README")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if distribute == "mirrored":
+        return tf.distribute.MirroredStrategy(list(devices) or None)
+    if distribute == "auto":
+        gpus = tf.config.list_logical_devices("GPU")
+        # Measured here: MirroredStrategy over CPU devices is 1.2-2x slower than none.
+        return tf.distribute.MirroredStrategy([g.name for g in gpus]) if gpus else tf.distribute.get_strategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy) -> bool:
+    """The one worker that writes outputs and logs to MLflow: `chief`, else worker 0."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster or resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+@dataclass
+class FitResult:
+    model: object
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    resumed_from_epoch: int = 0
+    replicas: int = 1
+    seconds: float = 0.0
+
+
+def make_optimizer(name: str, learning_rate: float):
+    import keras
+
+    return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+            "sgd": keras.optimizers.SGD}[name](learning_rate=learning_rate)
+
+
+def class_weights(y: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
+    if mode == "none":
+        return np.ones(num_classes, dtype=np.float32)
+    counts = np.bincount(y, minlength=num_classes).astype(np.float32)
+    return (len(y) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
+
+
+def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = None,
+        on_epoch_end: EpochHook | None = None, progress: bool | None = None) -> FitResult:
+    """Train with early stopping on val loss; resume from backup_dir when it holds a checkpoint."""
+    import keras
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from pipeline.models import build_model, output_spec
+
+    num_classes = len(data.labels)
+    binary = output_spec(num_classes)[0] == 1
+    replicas = strategy.num_replicas_in_sync
+    global_batch = cfg.batch_size * replicas
+    lr = cfg.learning_rate * (replicas if cfg.scale_learning_rate else 1)
+    weights = tf.constant(class_weights(data.train["y"], num_classes, cfg.class_weight))
+    with strategy.scope():
+        model = build_model(cfg.model, data.vocab_size, num_classes)
+        optimizer = make_optimizer(cfg.optimizer, lr)
+        # Create the slot variables now: made lazily inside the replicated, traced step they send
+        # tf.function down its variable-initialisation path, which fails under MirroredStrategy.
+        optimizer.build(model.trainable_variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+        best_loss = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
+        wait = tf.Variable(0, dtype=tf.int64, trainable=False)
+    best_weights = [v.numpy() for v in model.weights]
+
+    def per_example(y, p):
+        if binary:
+            yf = tf.cast(tf.reshape(y, [-1, 1]), p.dtype)
+            loss = keras.losses.binary_crossentropy(yf, p)
+            correct = tf.cast(tf.equal(tf.cast(p[:, 0] > 0.5, y.dtype), y), tf.float32)
+        else:
+            loss = keras.losses.sparse_categorical_crossentropy(y, p)
+            correct = tf.cast(tf.equal(tf.cast(tf.argmax(p, -1), y.dtype), y), tf.float32)
+        return loss, correct
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            p = model(x, training=True)
+            loss, correct = per_example(y, p)
+            weighted = loss * tf.gather(weights, y)
+            avg = tf.nn.compute_average_loss(weighted)
+        grads = tape.gradient(avg, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
+
+    def epoch_iterator(epoch: int):
+        ds = make_dataset(data.train, global_batch, seed=cfg.seed, epoch=epoch, bucket=cfg.bucket_by_length,
+                          padding=data.padding).repeat()
+        return iter(strategy.experimental_distribute_dataset(ds.prefetch(tf.data.AUTOTUNE)))
+
+    def distributed_step(batch):
+        sums = strategy.run(replica_step, args=batch)
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
+
+    # One trace for every batch shape: the time dimension varies with bucketing.
+    train_step = tf.function(distributed_step, input_signature=[epoch_iterator(0).element_spec])
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(x, y):
+        loss, correct = per_example(y, model(x, training=False))
+        return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
+
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
+                                     best_loss=best_loss, wait=wait)
+    manager = None
+    if backup_dir is not None:
+        target = backup_dir if is_chief(strategy) else backup_dir / f"worker-{strategy.cluster_resolver.task_id}"
+        manager = tf.train.CheckpointManager(checkpoint, str(target), max_to_keep=1)
+        if manager.latest_checkpoint:
+            checkpoint.restore(manager.latest_checkpoint)
+            best_file = backup_dir / "best_weights.npz"
+            if best_file.is_file():
+                with np.load(best_file) as f:
+                    best_weights = [f[f"w{i}"] for i in range(len(f.files))]
+    result = FitResult(model=model, resumed_from_epoch=int(epoch_var.numpy()), replicas=replicas)
+    history_file = backup_dir / "history.json" if backup_dir else None
+    if history_file and history_file.is_file() and result.resumed_from_epoch:
+        result.history = json.loads(history_file.read_text())[: result.resumed_from_epoch]
+    n_steps = steps_per_epoch(len(data.train["y"]), global_batch)
+    val = make_dataset(data.val, 4 * global_batch, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length,
+                       padding=data.padding, shuffle=False).prefetch(tf.data.AUTOTUNE)
+    started = time.perf_counter()
+    for epoch in range(result.resumed_from_epoch, cfg.epochs):
+        it = epoch_iterator(epoch)
+        totals = np.zeros(3)
+        bar = tqdm(range(n_steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
+                   disable=None if progress is None else not progress, file=sys.stderr)
+        for _ in bar:
+            totals += [float(t) for t in train_step(next(it))]
+        bar.close()
+        # Every worker evaluates the whole validation split itself: same weights, same numbers,
+        # so every worker takes the same early-stopping decision.
+        vt = np.zeros(3)
+        for xb, yb in val:
+            vt += [float(t) for t in eval_step(xb, yb)]
+        row = {"epoch": epoch + 1, "train/loss": float(totals[0] / totals[2]),
+               "train/accuracy": float(totals[1] / totals[2]),
+               "val/loss": float(vt[0] / vt[2]), "val/accuracy": float(vt[1] / vt[2]),
+               "seconds": round(time.perf_counter() - started, 2)}
+        if not np.isfinite(row["train/loss"]):
+            raise StageError(f"train: the loss became {row['train/loss']} in epoch {epoch + 1}; "
+                             "lower train.learning_rate")
+        result.history.append(row)
+        improved = row["val/loss"] < float(best_loss.numpy())
+        if improved:
+            best_loss.assign(row["val/loss"])
+            wait.assign(0)
+            best_weights = [v.numpy() for v in model.weights]
+        else:
+            wait.assign_add(1)
+        epoch_var.assign(epoch + 1)
+        if manager is not None:
+            manager.save()
+            if improved:
+                np.savez(backup_dir / "best_weights.npz", **{f"w{i}": w for i, w in enumerate(best_weights)})
+            history_file.write_text(json.dumps(result.history))
+        print(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f} "
+              f"val_loss {row['val/loss']:.4f} val_acc {row['val/accuracy']:.4f}"
+              f"{' *' if improved else ''}", file=sys.stderr)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        if cfg.early_stopping_patience and int(wait.numpy()) >= cfg.early_stopping_patience:
+            break
+    for v, w in zip(model.weights, best_weights):
+        v.assign(w)
+    result.best_epoch = 1 + int(np.argmin([r["val/loss"] for r in result.history])) if result.history else 0
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def backup_key(cfg: TrainParams, prepared_dir: Path) -> str:
+    """A resumable backup belongs to one config and one prepared dataset."""
+    h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
+    for name in ("train.npz", "val.npz", "vocab.json"):
+        h.update((prepared_dir / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+def learning_curve_png(history: list[dict], target: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        ax.plot(epochs, [r[f"train/{metric}"] for r in history], "o-", label="train")
+        ax.plot(epochs, [r[f"val/{metric}"] for r in history], "o-", label="val")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(target, dpi=100)
+    plt.close(fig)
+
+
+def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info: dict) -> None:
+    from pipeline.atomic import atomic_dir
+
+    with atomic_dir(MODELS_DIR) as tmp:
+        result.model.save(tmp / "model.keras")
+        for name in ("vocab.json", "labels.json"):
+            shutil.copyfile(paths.PREPARED_DIR / name, tmp / name)
+        (tmp / "params.json").write_text(json.dumps(
+            {"train": to_dict(params.train), "prepared": json.loads(
+                (paths.PREPARED_DIR / "params.json").read_text(encoding="utf-8"))},
+            ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        (tmp / "history.json").write_text(json.dumps(result.history, indent=2) + "\n")
+        learning_curve_png(result.history, tmp / "learning_curve.png")
+        (tmp / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+
+
+def _body(params: Params, args) -> None:
+    import mlflow
+    import tensorflow as tf
+
+    from pipeline.seed import set_seed
+    from pipeline.tracking import registered_model_name
+
+    cfg = params.train
+    strategy = make_strategy(cfg.distribute, cfg.devices)   # first: MultiWorker must precede other TF ops
+    set_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    data = load_prepared()
+    backup = paths.cache_dir() / "train" / backup_key(cfg, paths.PREPARED_DIR)
+    backup.mkdir(parents=True, exist_ok=True)
+    chief = is_chief(strategy)
+    active = mlflow.active_run()
+    if active and chief:
+        mlflow.log_params({"train.replicas": strategy.num_replicas_in_sync,
+                           "train.strategy": type(strategy).__name__})
+
+    def log_epoch(epoch: int, row: dict) -> None:
+        if active and chief:
+            mlflow.log_metrics({k: v for k, v in row.items() if "/" in k}, step=epoch + 1)
+
+    result = fit(data, cfg, strategy, backup_dir=backup, on_epoch_end=log_epoch)
+    if result.resumed_from_epoch:
+        print(f"train: resumed after epoch {result.resumed_from_epoch} from {backup}", file=sys.stderr)
+    if not chief:
+        return
+    best = result.history[result.best_epoch - 1]
+    run_info = {"run_id": active.info.run_id if active else None, "best_epoch": result.best_epoch,
+                "replicas": result.replicas, "strategy": type(strategy).__name__}
+    if active:
+        mlflow.log_metrics({"best/val_loss": best["val/loss"], "best/val_accuracy": best["val/accuracy"],
+                            "best/epoch": result.best_epoch})
+        info = mlflow.keras.log_model(result.model, name="model",
+                                      registered_model_name=registered_model_name(params.dataset.name))
+        run_info["model_uri"] = info.model_uri
+    write_models_dir(result, data, params, run_info)
+    if active:
+        for name in ("vocab.json", "labels.json", "params.json", "history.json", "learning_curve.png"):
+            mlflow.log_artifact(str(MODELS_DIR / name), artifact_path="train")
+    shutil.rmtree(backup, ignore_errors=True)   # done: the next run starts fresh
+    print(f"train: best epoch {result.best_epoch}: val_accuracy {best['val/accuracy']:.4f} "
+          f"({result.replicas} replica(s), {result.seconds:.0f} s) -> {MODELS_DIR}/model.keras")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("python -m pipeline.train", __doc__ + """
+distribution (train.distribute): auto (MirroredStrategy over every GPU, plain on CPU), mirrored
+(train.devices, or all), multi_worker (MultiWorkerMirroredStrategy; each process gets TF_CONFIG),
+none. The global batch is train.batch_size x replicas. An interrupted run resumes from
+.cache/train/<key>/ when started again with the same params and data.""")
+    return run_stage("train", _body, parser, argv, reads=READS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

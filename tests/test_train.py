@@ -1,0 +1,123 @@
+"""Training: bucketing, learning, resuming, and the same loop under every tf.distribute strategy."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from httpsite import free_port
+from train_worker import tiny_data
+
+from pipeline.config import ModelParams, TrainParams
+from pipeline.train import bucket_boundaries, class_weights, fit, make_dataset, make_strategy
+
+WORKER = Path(__file__).with_name("train_worker.py")
+SMALL = TrainParams(model=ModelParams(cell="gru", units=8, embedding_dim=8), epochs=3, batch_size=16,
+                    seed=3, early_stopping_patience=0)
+
+
+def run_worker(mode: str, out: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(WORKER), mode, str(out)], cwd=REPO,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: int = 300) -> None:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+
+
+def load(out: Path) -> tuple[list[np.ndarray], dict]:
+    with np.load(out) as f:
+        weights = [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
+    return weights, json.loads(out.with_suffix(".json").read_text())
+
+
+def test_buckets_pad_each_batch_only_to_its_longest_row():
+    data = tiny_data()
+    batches = list(make_dataset(data.train, 16, seed=0, epoch=0, bucket=True, padding="post").as_numpy_iterator())
+    assert sum(len(y) for _, y in batches) == len(data.train["y"])
+    widths = [x.shape[1] for x, _ in batches]
+    assert len(set(widths)) > 1 and max(widths) <= 12
+    for x, _ in batches:
+        assert (x[:, -1] != 0).any()          # trimmed: the last column is someone's last token
+    assert bucket_boundaries(np.arange(1, 101), buckets=4) == [26, 51, 76]
+
+
+def test_pre_padding_is_trimmed_from_the_left():
+    data = tiny_data()
+    split = dict(data.train)
+    split["x"] = np.stack([np.roll(r, 12 - n) for r, n in zip(split["x"], split["length"])])  # pre-pad
+    for x, _ in make_dataset(split, 16, seed=0, epoch=0, bucket=True, padding="pre").as_numpy_iterator():
+        assert (x[:, 0] != 0).any() and x.shape[1] <= 12
+
+
+def test_balanced_class_weights():
+    assert class_weights(np.array([0, 0, 0, 1]), 2, "balanced").tolist() == pytest.approx([2 / 3, 2.0])
+    assert class_weights(np.array([0, 1]), 2, "none").tolist() == [1.0, 1.0]
+
+
+def test_learns_a_separable_task_and_keeps_the_best_epoch():
+    result = fit(tiny_data(), TrainParams(model=SMALL.model, epochs=8, batch_size=16, seed=3,
+                                          learning_rate=0.01), make_strategy("none"), progress=False)
+    assert result.history[-1]["val/accuracy"] > 0.9
+    assert result.best_epoch == 1 + int(np.argmin([r["val/loss"] for r in result.history]))
+
+
+def test_an_interrupted_fit_resumes_where_it_stopped(tmp_path):
+    import keras
+
+    def stop_after_first_epoch(epoch, row):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    keras.utils.set_random_seed(3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_data(), SMALL, make_strategy("none"), backup_dir=tmp_path, on_epoch_end=stop_after_first_epoch,
+            progress=False)
+    keras.utils.set_random_seed(99)              # a different init: the checkpoint must win
+    resumed = fit(tiny_data(), SMALL, make_strategy("none"), backup_dir=tmp_path, progress=False)
+    assert resumed.resumed_from_epoch == 1 and [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    keras.utils.set_random_seed(3)
+    straight = fit(tiny_data(), SMALL, make_strategy("none"), progress=False)
+    for a, b in zip(resumed.model.weights, straight.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    mirrored, single = run_worker("mirrored", tmp_path / "m.npz"), run_worker("none", tmp_path / "s.npz")
+    finish(mirrored)
+    finish(single)
+    m_weights, m_info = load(tmp_path / "m.npz")
+    s_weights, s_info = load(tmp_path / "s.npz")
+    assert m_info["replicas"] == 2 and m_info["copies_per_variable"] == 2
+    assert m_info["replicas_identical"]
+    assert m_info["history"][-1]["train/loss"] < m_info["history"][0]["train/loss"]
+    # Same seed and global batch (2 x 8 = 16): the mirrored run follows the single-device one.
+    for a, b in zip(m_weights, s_weights):
+        np.testing.assert_allclose(a, b, atol=2e-3)
+    assert m_info["history"][-1]["val/accuracy"] == pytest.approx(s_info["history"][-1]["val/accuracy"], abs=0.05)
+
+
+def test_multi_worker_strategy_with_two_local_processes(tmp_path):
+    ports = [free_port(), free_port()]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                     "task": {"type": "worker", "index": index}}
+        procs.append(run_worker("multi_worker", tmp_path / f"w{index}.npz",
+                                {"TF_CONFIG": json.dumps(tf_config)}))
+    for proc in procs:
+        finish(proc, timeout=400)
+    (w0, i0), (w1, i1) = load(tmp_path / "w0.npz"), load(tmp_path / "w1.npz")
+    assert i0["replicas"] == i1["replicas"] == 2
+    assert i0["chief"] and not i1["chief"]
+    assert i0["history"][-1]["train/loss"] < i0["history"][0]["train/loss"]
+    for a, b in zip(w0, w1):
+        np.testing.assert_array_equal(a, b)
