@@ -16,7 +16,7 @@ export KERAS_HOME := $(CURDIR)/.cache/keras
 export PIPELINE_CACHE_DIR := $(CURDIR)/.cache
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install repro test test-slow bench ui clean-venv
+.PHONY: help install repro test test-slow bench bench-train ui clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -41,6 +41,9 @@ test-slow: $(STAMP)  ## run only the slow tests
 
 bench: $(STAMP)  ## tokenize speed against the tutorial loop (needs ../shared/data)
 	$(BIN)/python bench/tokenize_speed.py --input ../shared/data/nsmc/ratings_train.txt --rows 20000
+
+bench-train: $(STAMP)  ## training speed against model.fit on padded arrays (needs ../shared/data)
+	$(BIN)/python bench/train_speed.py --input ../shared/data/nsmc/ratings_train.txt --rows 60000
 
 # One uvicorn worker and no job runner: the defaults (4 workers + 8 huey job consumers, used only
 # by GenAI evaluation jobs) take ~2.8 GiB of processes to browse a few runs.

@@ -98,6 +98,19 @@ def test_dvc_repro_end_to_end(project):
     train_run = next(r for r in runs if r.info.run_name == "train")
     assert "val/accuracy" in train_run.data.metrics and "test/accuracy" in train_run.data.metrics
     assert json.loads((root / "models" / "run.json").read_text())["run_id"] == train_run.info.run_id
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    (version,) = client.search_model_versions("name='textclf-table'")
+    assert version.run_id == train_run.info.run_id
+    # In a subprocess: mlflow.set_tracking_uri would leak into the other tests of this process.
+    code = ("import json, mlflow; from mlflow.models import get_model_info; "
+            f"mlflow.set_tracking_uri({client.tracking_uri!r}); "
+            f"s = get_model_info('models:/textclf-table/{version.version}').signature; "
+            "print(json.dumps([s.inputs.to_dict(), s.outputs.to_dict()]))")
+    out = run([sys.executable, "-c", code], root, env)
+    inputs, outputs = json.loads(out.stdout.strip().splitlines()[-1])
+    assert inputs[0]["tensor-spec"]["shape"] == [-1, -1] and outputs[0]["tensor-spec"]["shape"] == [-1, 3]
 
     # Nothing changed: download runs (always_changed) and finds the same bytes; the rest is skipped.
     second = dvc(root, env, "repro")
