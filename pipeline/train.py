@@ -297,10 +297,12 @@ def learning_curve_png(history: list[dict], target: Path) -> None:
     import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in history]
+    best = epochs[int(np.argmin([r["val/loss"] for r in history]))]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         ax.plot(epochs, [r[f"train/{metric}"] for r in history], "o-", label="train")
         ax.plot(epochs, [r[f"val/{metric}"] for r in history], "o-", label="val")
+        ax.axvline(best, ls=":", color="grey", label=f"kept (epoch {best})")
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
