@@ -158,6 +158,7 @@ def evaluate(model_dir: Path, prepared_dir: Path, batch_size: int) -> tuple[dict
 def _body(params: Params, args) -> None:
     import mlflow
 
+    from pipeline.tracking import log_files
     from pipeline.train import MODELS_DIR
 
     result, y, proba, labels = evaluate(MODELS_DIR, paths.PREPARED_DIR, params.evaluate.batch_size)
@@ -169,9 +170,8 @@ def _body(params: Params, args) -> None:
         mlflow.log_metrics(flat)
         if run_info.get("run_id"):
             mlflow.set_tag("pipeline.train_run_id", run_info["run_id"])
-        for name in ("confusion.csv", "roc.csv", "confusion.png", "roc.png"):
-            mlflow.log_artifact(str(PLOTS_DIR / name), artifact_path="evaluate")
-        mlflow.log_artifact(str(METRICS), artifact_path="evaluate")
+        log_files([METRICS, *(PLOTS_DIR / n for n in ("confusion.csv", "roc.csv", "confusion.png", "roc.png"))],
+                  "evaluate")
     if run_info.get("run_id"):
         # The train run gets the test figures too, so one row in the MLflow UI has them all.
         client = mlflow.MlflowClient()

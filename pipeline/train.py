@@ -343,7 +343,7 @@ def _body(params: Params, args) -> None:
     import tensorflow as tf
 
     from pipeline.seed import set_seed
-    from pipeline.tracking import registered_model_name
+    from pipeline.tracking import log_files, registered_model_name
 
     cfg = params.train
     strategy = make_strategy(cfg.distribute, cfg.devices)   # first: MultiWorker must precede other TF ops
@@ -379,8 +379,8 @@ def _body(params: Params, args) -> None:
         run_info["model_uri"] = info.model_uri
     write_models_dir(result, data, params, run_info)
     if active:
-        for name in ("vocab.json", "labels.json", "params.json", "history.json", "learning_curve.png"):
-            mlflow.log_artifact(str(MODELS_DIR / name), artifact_path="train")
+        log_files([MODELS_DIR / name for name in ("vocab.json", "labels.json", "params.json", "history.json",
+                                                  "learning_curve.png")], "train")
     shutil.rmtree(backup, ignore_errors=True)   # done: the next run starts fresh
     print(f"train: best epoch {result.best_epoch}: val_accuracy {best['val/accuracy']:.4f} "
           f"({result.replicas} replica(s), {result.seconds:.0f} s) -> {MODELS_DIR}/model.keras")
