@@ -149,21 +149,107 @@ def class_weights(y: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
     return (len(y) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
 
 
+class Backup:
+    """Resumable state of one training run in a folder: BackupAndRestore for any strategy.
+
+    A tf.train.Checkpoint holds the model, the optimizer, the epoch and the early-stopping counters;
+    beside it lie the best weights so far and the history. Non-chief workers write their
+    (identical) copy to a folder of their own, as multi-worker checkpointing requires.
+    """
+
+    def __init__(self, folder: Path | None, checkpoint, strategy) -> None:
+        import tensorflow as tf
+
+        self.folder, self.checkpoint, self.manager = folder, checkpoint, None
+        if folder is not None:
+            target = folder if is_chief(strategy) else folder / f"worker-{strategy.cluster_resolver.task_id}"
+            self.manager = tf.train.CheckpointManager(checkpoint, str(target), max_to_keep=1)
+
+    def restore(self) -> tuple[list[dict], list[np.ndarray] | None]:
+        """The saved history and best weights (empty, None when there is nothing to resume)."""
+        if self.manager is None or not self.manager.latest_checkpoint:
+            return [], None
+        self.checkpoint.restore(self.manager.latest_checkpoint)
+        best = None
+        if (self.folder / "best_weights.npz").is_file():
+            with np.load(self.folder / "best_weights.npz") as f:
+                best = [f[f"w{i}"] for i in range(len(f.files))]
+        history_file = self.folder / "history.json"
+        return (json.loads(history_file.read_text()) if history_file.is_file() else []), best
+
+    def save(self, history: list[dict], best_weights: list[np.ndarray] | None) -> None:
+        if self.manager is None:
+            return
+        self.manager.save()
+        if best_weights is not None:
+            np.savez(self.folder / "best_weights.npz", **{f"w{i}": w for i, w in enumerate(best_weights)})
+        (self.folder / "history.json").write_text(json.dumps(history))
+
+
+def _per_example(binary: bool):
+    """Loss and 0/1 correctness per row, for sigmoid (1 unit) or softmax outputs."""
+    import keras
+    import tensorflow as tf
+
+    def per_example(y, p):
+        if binary:
+            loss = keras.losses.binary_crossentropy(tf.cast(tf.reshape(y, [-1, 1]), p.dtype), p)
+            predicted = tf.cast(p[:, 0] > 0.5, y.dtype)
+        else:
+            loss = keras.losses.sparse_categorical_crossentropy(y, p)
+            predicted = tf.cast(tf.argmax(p, -1), y.dtype)
+        return loss, tf.cast(tf.equal(predicted, y), tf.float32)
+
+    return per_example
+
+
+def _step_functions(model, optimizer, strategy, binary: bool, class_weight, element_spec):
+    """The distributed train step and the local eval step, each returning (loss sum, correct, rows)."""
+    import tensorflow as tf
+
+    per_example = _per_example(binary)
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            p = model(x, training=True)
+            loss, correct = per_example(y, p)
+            avg = tf.nn.compute_average_loss(loss * tf.gather(class_weight, y))
+        grads = tape.gradient(avg, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
+
+    def distributed_step(batch):
+        sums = strategy.run(replica_step, args=batch)
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(x, y):
+        loss, correct = per_example(y, model(x, training=False))
+        return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
+
+    # One trace for every batch shape: the time dimension varies with bucketing.
+    return tf.function(distributed_step, input_signature=[element_spec]), eval_step
+
+
+def _sums(step, batches) -> np.ndarray:
+    totals = np.zeros(3)
+    for batch in batches:
+        totals += [float(t) for t in step(*batch)]
+    return totals
+
+
 def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = None,
         on_epoch_end: EpochHook | None = None, progress: bool | None = None) -> FitResult:
     """Train with early stopping on val loss; resume from backup_dir when it holds a checkpoint."""
-    import keras
     import tensorflow as tf
     from tqdm import tqdm
 
     from pipeline.models import build_model, output_spec
 
     num_classes = len(data.labels)
-    binary = output_spec(num_classes)[0] == 1
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
     lr = cfg.learning_rate * (replicas if cfg.scale_learning_rate else 1)
-    weights = tf.constant(class_weights(data.train["y"], num_classes, cfg.class_weight))
     with strategy.scope():
         model = build_model(cfg.model, data.vocab_size, num_classes)
         optimizer = make_optimizer(cfg.optimizer, lr)
@@ -173,61 +259,22 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         best_loss = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
         wait = tf.Variable(0, dtype=tf.int64, trainable=False)
-    best_weights = [v.numpy() for v in model.weights]
-
-    def per_example(y, p):
-        if binary:
-            yf = tf.cast(tf.reshape(y, [-1, 1]), p.dtype)
-            loss = keras.losses.binary_crossentropy(yf, p)
-            correct = tf.cast(tf.equal(tf.cast(p[:, 0] > 0.5, y.dtype), y), tf.float32)
-        else:
-            loss = keras.losses.sparse_categorical_crossentropy(y, p)
-            correct = tf.cast(tf.equal(tf.cast(tf.argmax(p, -1), y.dtype), y), tf.float32)
-        return loss, correct
-
-    def replica_step(x, y):
-        with tf.GradientTape() as tape:
-            p = model(x, training=True)
-            loss, correct = per_example(y, p)
-            weighted = loss * tf.gather(weights, y)
-            avg = tf.nn.compute_average_loss(weighted)
-        grads = tape.gradient(avg, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
 
     def epoch_iterator(epoch: int):
         ds = make_dataset(data.train, global_batch, seed=cfg.seed, epoch=epoch, bucket=cfg.bucket_by_length,
                           padding=data.padding).repeat()
         return iter(strategy.experimental_distribute_dataset(ds.prefetch(tf.data.AUTOTUNE)))
 
-    def distributed_step(batch):
-        sums = strategy.run(replica_step, args=batch)
-        return [strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
-
-    # One trace for every batch shape: the time dimension varies with bucketing.
-    train_step = tf.function(distributed_step, input_signature=[epoch_iterator(0).element_spec])
-
-    @tf.function(reduce_retracing=True)
-    def eval_step(x, y):
-        loss, correct = per_example(y, model(x, training=False))
-        return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
-
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
-                                     best_loss=best_loss, wait=wait)
-    manager = None
-    if backup_dir is not None:
-        target = backup_dir if is_chief(strategy) else backup_dir / f"worker-{strategy.cluster_resolver.task_id}"
-        manager = tf.train.CheckpointManager(checkpoint, str(target), max_to_keep=1)
-        if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint)
-            best_file = backup_dir / "best_weights.npz"
-            if best_file.is_file():
-                with np.load(best_file) as f:
-                    best_weights = [f[f"w{i}"] for i in range(len(f.files))]
+    weights = tf.constant(class_weights(data.train["y"], num_classes, cfg.class_weight))
+    train_step, eval_step = _step_functions(model, optimizer, strategy, output_spec(num_classes)[0] == 1,
+                                            weights, epoch_iterator(0).element_spec)
+    best_weights = [v.numpy() for v in model.weights]
+    backup = Backup(backup_dir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
+                                                    best_loss=best_loss, wait=wait), strategy)
+    history, saved_best = backup.restore()
+    best_weights = saved_best or best_weights
     result = FitResult(model=model, resumed_from_epoch=int(epoch_var.numpy()), replicas=replicas)
-    history_file = backup_dir / "history.json" if backup_dir else None
-    if history_file and history_file.is_file() and result.resumed_from_epoch:
-        result.history = json.loads(history_file.read_text())[: result.resumed_from_epoch]
+    result.history = history[: result.resumed_from_epoch]
     n_steps = steps_per_epoch(len(data.train["y"]), global_batch)
     # The validation batches are the same every epoch: built once, then served from the cache.
     val = make_dataset(data.val, 4 * global_batch, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length,
@@ -235,20 +282,16 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
     started = time.perf_counter()
     for epoch in range(result.resumed_from_epoch, cfg.epochs):
         it = epoch_iterator(epoch)
-        totals = np.zeros(3)
         bar = tqdm(range(n_steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
                    disable=None if progress is None else not progress, file=sys.stderr)
-        for _ in bar:
-            totals += [float(t) for t in train_step(next(it))]
+        train = _sums(train_step, ((next(it),) for _ in bar))
         bar.close()
         # Every worker evaluates the whole validation split itself: same weights, same numbers,
         # so every worker takes the same early-stopping decision.
-        vt = np.zeros(3)
-        for xb, yb in val:
-            vt += [float(t) for t in eval_step(xb, yb)]
-        row = {"epoch": epoch + 1, "train/loss": float(totals[0] / totals[2]),
-               "train/accuracy": float(totals[1] / totals[2]),
-               "val/loss": float(vt[0] / vt[2]), "val/accuracy": float(vt[1] / vt[2]),
+        valid = _sums(eval_step, val)
+        row = {"epoch": epoch + 1, "train/loss": float(train[0] / train[2]),
+               "train/accuracy": float(train[1] / train[2]),
+               "val/loss": float(valid[0] / valid[2]), "val/accuracy": float(valid[1] / valid[2]),
                "seconds": round(time.perf_counter() - started, 2)}
         if not np.isfinite(row["train/loss"]):
             raise StageError(f"train: the loss became {row['train/loss']} in epoch {epoch + 1}; "
@@ -262,11 +305,7 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
         else:
             wait.assign_add(1)
         epoch_var.assign(epoch + 1)
-        if manager is not None:
-            manager.save()
-            if improved:
-                np.savez(backup_dir / "best_weights.npz", **{f"w{i}": w for i, w in enumerate(best_weights)})
-            history_file.write_text(json.dumps(result.history))
+        backup.save(result.history, best_weights if improved else None)
         print(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f} "
               f"val_loss {row['val/loss']:.4f} val_acc {row['val/accuracy']:.4f}"
               f"{' *' if improved else ''}", file=sys.stderr)
