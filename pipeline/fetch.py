@@ -13,6 +13,7 @@ import hashlib
 import http.client
 import os
 import re
+import socket
 import sys
 import tempfile
 import time
@@ -43,6 +44,9 @@ USER_AGENT = "text-classification-pipeline/fetch (+python-urllib)"
 # Accepted checksum forms: algorithm name -> number of hex digits.
 _HEX_LENGTHS = {"sha256": 64, "md5": 32, "git-blob": 40}
 _HEX_RE = re.compile(r"[0-9a-f]+")
+
+# Resolver answers that will not change on a retry.
+_UNKNOWN_HOST = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 # Errors that mean "the connection failed", so trying again may help.
 # HTTPError is a URLError subclass but is classified by status code first.
@@ -177,6 +181,12 @@ def _open_http(url: str, timeout: float) -> Iterator[tuple[IO[bytes], int | None
         if exc.code == 429 or exc.code >= 500:
             raise _Transient(str(exc)) from exc
         raise _SourceFailed(str(exc)) from exc
+    except urllib.error.URLError as exc:
+        # "Name or service not known" is the resolver's final answer (no network, or a wrong
+        # host): retrying it only makes an offline user wait. EAI_AGAIN stays transient.
+        if isinstance(exc.reason, socket.gaierror) and exc.reason.errno in _UNKNOWN_HOST:
+            raise _SourceFailed(_describe(exc)) from exc
+        raise _Transient(_describe(exc)) from exc
     except _TRANSIENT_ERRORS as exc:
         raise _Transient(_describe(exc)) from exc
 

@@ -245,3 +245,13 @@ def test_progress_bar_written_to_stderr(site: Site, tmp_path: Path, capsys: pyte
     assert "my-label" in capsys.readouterr().err
     fetch([site.url("/data.csv")], tmp_path / "b.csv", label="my-label", progress=False)
     assert "my-label" not in capsys.readouterr().err
+
+
+def test_unknown_host_is_not_retried(tmp_path: Path) -> None:
+    """No network (or a wrong host name) fails at once: retrying a resolver's "no such name" only
+    makes an offline user wait (with backoff=5 and 3 retries this would take 35 s)."""
+    url = "http://pipeline-test-host.invalid/data.csv"     # .invalid never resolves (RFC 2606)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="pipeline-test-host.invalid"):
+        fetch([url], tmp_path / "data.csv", retries=3, backoff=5, timeout=5)
+    assert time.monotonic() - started < 5
