@@ -156,27 +156,26 @@ def evaluate(model_dir: Path, prepared_dir: Path, batch_size: int) -> tuple[dict
 
 
 def _body(params: Params, args) -> None:
-    import mlflow
-
-    from pipeline.tracking import log_files
+    from pipeline import tracking
     from pipeline.train import MODELS_DIR
 
     result, y, proba, labels = evaluate(MODELS_DIR, paths.PREPARED_DIR, params.evaluate.batch_size)
     result["test/roc_auc"] = write_plots(y, proba, labels, PLOTS_DIR)
     write_json(METRICS, result)
-    flat = {k: v for k, v in result.items() if isinstance(v, (int, float))}
-    run_info = json.loads((MODELS_DIR / "run.json").read_text(encoding="utf-8"))
-    if mlflow.active_run():
+    if tracking.is_tracking():   # not with --no-track: that records nothing, the train run included
+        import mlflow
+
+        flat = {k: v for k, v in result.items() if isinstance(v, (int, float))}
         mlflow.log_metrics(flat)
-        if run_info.get("run_id"):
-            mlflow.set_tag("pipeline.train_run_id", run_info["run_id"])
-        log_files([METRICS, *(PLOTS_DIR / n for n in ("confusion.csv", "roc.csv", "confusion.png", "roc.png"))],
-                  "evaluate")
-    if run_info.get("run_id"):
-        # The train run gets the test figures too, so one row in the MLflow UI has them all.
-        client = mlflow.MlflowClient()
-        for key, value in flat.items():
-            client.log_metric(run_info["run_id"], key, value)
+        tracking.log_files([METRICS, *(PLOTS_DIR / n for n in ("confusion.csv", "roc.csv", "confusion.png",
+                                                               "roc.png"))], "evaluate")
+        train_run_id = json.loads((MODELS_DIR / "run.json").read_text(encoding="utf-8")).get("run_id")
+        if train_run_id:
+            mlflow.set_tag("pipeline.train_run_id", train_run_id)
+            # The train run gets the test figures too, so one row in the MLflow UI has them all.
+            client = mlflow.MlflowClient()
+            for key, value in flat.items():
+                client.log_metric(train_run_id, key, value)
     print(f"evaluate: test accuracy {result['test/accuracy']:.4f}, macro-F1 {result['test/macro_f1']:.4f}, "
           f"ROC AUC {result['test/roc_auc']:.4f} on {result['test/rows']:,} rows -> {METRICS}")
 

@@ -378,11 +378,10 @@ def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info
 
 
 def _body(params: Params, args) -> None:
-    import mlflow
     import tensorflow as tf
 
     from pipeline.seed import set_seed
-    from pipeline.tracking import log_files, registered_model_name
+    from pipeline.tracking import is_tracking, log_files, registered_model_name
 
     cfg = params.train
     strategy = make_strategy(cfg.distribute, cfg.devices)   # first: MultiWorker must precede other TF ops
@@ -393,7 +392,11 @@ def _body(params: Params, args) -> None:
     backup = paths.cache_dir() / "train" / backup_key(cfg, paths.PREPARED_DIR)
     backup.mkdir(parents=True, exist_ok=True)
     chief = is_chief(strategy)
-    active = mlflow.active_run()
+    active = None
+    if is_tracking():   # stage_run started a run (not --no-track)
+        import mlflow
+
+        active = mlflow.active_run()
     if active and chief:
         mlflow.log_params({"train.replicas": strategy.num_replicas_in_sync,
                            "train.strategy": type(strategy).__name__})

@@ -58,3 +58,38 @@ def test_plots_are_written_for_dvc_and_people(tmp_path):
     assert (tmp_path / "roc.csv").read_text().startswith("fpr,tpr\n")
     for png in ("confusion.png", "roc.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_track_records_nothing_not_even_on_the_train_run(tmp_path, monkeypatch):
+    import json
+
+    import keras
+    import mlflow
+
+    from pipeline.config import ModelParams
+    from pipeline.evaluate import main
+    from pipeline.models import build_model
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    (tmp_path / "mlruns").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    train_run = client.create_run(client.create_experiment("textclf-seoul120")).info.run_id
+    models, prepared = tmp_path / "models", tmp_path / "data" / "prepared"
+    models.mkdir()
+    prepared.mkdir(parents=True)
+    build_model(ModelParams(cell="gru", units=4, embedding_dim=4), 20, 2).save(models / "model.keras")
+    (models / "labels.json").write_text(json.dumps(["neg", "pos"]))
+    (models / "run.json").write_text(json.dumps({"run_id": train_run}))
+    (prepared / "params.json").write_text(json.dumps({"prepare": {"padding": "post"}}))
+    x = np.array([[2, 3, 0], [4, 0, 0], [5, 6, 7], [8, 0, 0]], np.int32)
+    np.savez(prepared / "test.npz", x=x, y=np.array([0, 1, 1, 0]), length=np.array([2, 1, 3, 1]))
+    (tmp_path / "params.yaml").write_text("")
+    keras.utils.set_random_seed(0)
+
+    assert main(["--no-track"]) == 0
+    assert (tmp_path / "metrics.json").is_file()
+    assert "test/accuracy" not in client.get_run(train_run).data.metrics
+    assert main([]) == 0
+    assert "test/accuracy" in client.get_run(train_run).data.metrics
