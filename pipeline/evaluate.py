@@ -28,14 +28,13 @@ PLOTS_DIR = Path("plots/evaluate")
 
 def predict_proba(model, x: np.ndarray, lengths: np.ndarray, padding: str, batch_size: int) -> np.ndarray:
     """Class probabilities [n, classes], batching rows of similar length and trimming the padding."""
+    from pipeline.train import trim_padding
+
     order = np.argsort(lengths, kind="stable")
     out = None
-    maxlen = x.shape[1]
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        n = max(int(lengths[rows].max()), 1)
-        xb = x[rows, :n] if padding == "post" else x[rows, maxlen - n:]
-        p = np.asarray(model(xb, training=False))
+        p = np.asarray(model(trim_padding(x[rows], max(int(lengths[rows].max()), 1), padding), training=False))
         if p.shape[1] == 1:
             p = np.concatenate([1 - p, p], axis=1)
         if out is None:

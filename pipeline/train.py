@@ -63,6 +63,14 @@ def bucket_boundaries(lengths: np.ndarray, buckets: int = 8) -> list[int]:
     return sorted({int(q) + 1 for q in qs if q >= 1})
 
 
+def trim_padding(x, n, padding: str):
+    """Keep the n columns that hold tokens: the first n (post-padding) or the last n (pre).
+
+    Works on NumPy arrays and TF tensors alike (x's second dimension must be known).
+    """
+    return x[:, :n] if padding == "post" else x[:, x.shape[1] - n:]
+
+
 def make_dataset(split: dict, global_batch: int, *, seed: int, epoch: int, bucket: bool, padding: str,
                  shuffle: bool = True):
     """(x, y) batches; with bucketing, similar lengths together and padded only to the batch's longest.
@@ -76,15 +84,13 @@ def make_dataset(split: dict, global_batch: int, *, seed: int, epoch: int, bucke
     if shuffle:
         order = np.random.default_rng(seed + epoch).permutation(len(y))
         x, y, lengths = x[order], y[order], lengths[order]
-    maxlen = x.shape[1]
     ds = tf.data.Dataset.from_tensor_slices((x, y, lengths))
     if bucket:
         bounds = bucket_boundaries(lengths)
         ds = ds.bucket_by_sequence_length(lambda x_, y_, n: n, bounds, [global_batch] * (len(bounds) + 1))
 
         def trim(xb, yb, nb):
-            n = tf.reduce_max(nb)
-            return (xb[:, :n] if padding == "post" else xb[:, maxlen - n:]), yb
+            return trim_padding(xb, tf.reduce_max(nb), padding), yb
         ds = ds.map(trim, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.batch(global_batch).map(lambda xb, yb, nb: (xb, yb))
