@@ -21,6 +21,7 @@ from pipeline.cli import run_stage, stage_parser
 from pipeline.config import Params, PrepareParams, to_dict
 from pipeline.readers import DataError
 from pipeline.seed import set_seed
+from pipeline.tokenize import length_percentiles
 
 READS = ("prepare",)
 PAD, OOV = "<pad>", "<oov>"
@@ -138,14 +139,12 @@ def prepare(tokens: pd.DataFrame, cfg: PrepareParams) -> tuple[dict, dict, list[
         arrays[split] = {"x": x, "y": y, "length": kept, "raw_length": raw,
                          "id": tokens["id"].to_numpy()[rows].astype(str)}
         total = int(raw.sum())
-        q = np.percentile(raw, [50, 90, 95, 99]) if len(raw) else [0, 0, 0, 0]
         stats["splits"][split] = {
             "rows": int(len(rows)),
             "classes": {names[k]: int(c) for k, c in enumerate(np.bincount(y, minlength=len(names)))},
             "oov_rate": round(oov / total, 5) if total else 0.0,
             "truncated_rows": int((raw > cfg.maxlen).sum()),
-            "length": {**{f"p{p}": round(float(v), 2) for p, v in zip((50, 90, 95, 99), q)},
-                       "max": int(raw.max()) if len(raw) else 0},
+            "length": length_percentiles(raw),
         }
     stats["maxlen"] = cfg.maxlen
     stats["maxlen_covers_train_rows"] = round(

@@ -280,18 +280,19 @@ def tokenize_documents(docs: pd.DataFrame, dataset: DatasetParams, cfg: Tokenize
         "worker_kind": report.worker_kind,
         "labels": {str(k): int(v) for k, v in out["label"].value_counts().sort_index().items()},
         "token_types": int(len({tok for toks in out["tokens"] for tok in toks})),
-        "length": _percentiles(lengths),
+        "length": ({"mean": round(float(lengths.mean()), 2), **length_percentiles(lengths)}
+                   if len(lengths) else {}),
         "seconds": report.seconds,
     }
     return out, stats
 
 
-def _percentiles(lengths: np.ndarray) -> dict:
+def length_percentiles(lengths: np.ndarray) -> dict:
+    """p50/p90/p95/p99 and max of token counts (zeros for none): how long documents run."""
     if len(lengths) == 0:
-        return {}
+        return {"p50": 0.0, "p90": 0.0, "p95": 0.0, "p99": 0.0, "max": 0}
     q = np.percentile(lengths, [50, 90, 95, 99])
-    return {"mean": round(float(lengths.mean()), 2), **{f"p{p}": round(float(v), 2) for p, v in
-            zip((50, 90, 95, 99), q)}, "max": int(lengths.max())}
+    return {**{f"p{p}": round(float(v), 2) for p, v in zip((50, 90, 95, 99), q)}, "max": int(lengths.max())}
 
 
 def write_tokens(table: pd.DataFrame, target: Path) -> None:
