@@ -83,6 +83,7 @@ class Report:
     workers_used: int = 0
     worker_kind: str = ""
     unique_units: int = 0       # what the analyzer saw: unique texts, or unique words (word_local)
+    analysis_unit: str = "text"   # "word" when each distinct word is analysed on its own
     seconds: dict = field(default_factory=dict)
 
 
@@ -216,6 +217,7 @@ def tokenize_texts(texts: Sequence[str], cfg: TokenizeParams, cache_path: Path |
     # Word-local analyzers see each distinct word once, across all texts.
     units = list(dict.fromkeys(w for t in unique for w in t.split(" "))) if spec.word_local else unique
     report.unique_units = len(units)
+    report.analysis_unit = "word" if spec.word_local else "text"
     cache = AnalysisCache(cache_path) if (slow and cache_path is not None) else None
     try:
         unit_analyses = analyze_unique(units, spec, resolve_workers(cfg.workers) if slow else 1,
@@ -274,6 +276,7 @@ def tokenize_documents(docs: pd.DataFrame, dataset: DatasetParams, cfg: Tokenize
         "truncated_to_max_chars": report.truncated_to_max_chars,
         "unique_texts": report.unique_texts,
         "unique_units_analysed_or_cached": report.unique_units,
+        "analysis_unit": report.analysis_unit,
         "cache_hits": report.cache_hits,
         "analysed": report.analysed,
         "workers_used": report.workers_used,
@@ -330,7 +333,7 @@ def _body(params: Params, args) -> None:
         # "params" are the run's params already; as metrics they would only be noise.
         tracking.log_stats({k: v for k, v in stats.items() if k != "params"}, "tokenize")
         tracking.log_files([paths.TOKENIZE_STATS], "tokenize")
-    unit = "distinct words" if stats["unique_units_analysed_or_cached"] != stats["unique_texts"] else "texts"
+    unit = "distinct words" if stats["analysis_unit"] == "word" else "texts"
     print(f"tokenize: {stats['documents']:,} documents ({stats['unique_texts']:,} unique texts; "
           f"{stats['analysed']:,} {unit} analysed, {stats['cache_hits']:,} from cache); dropped "
           f"{stats['dropped_empty_text']} empty; median {stats['length'].get('p50')} tokens -> "

@@ -62,9 +62,11 @@ def test_okt_analyses_each_distinct_word_once(tmp_path):
     texts = ["정말 재밌는 영화", "정말 지루한 영화", "재밌는 영화 정말"]
     tokens, report = tokenize_texts(texts, TokenizeParams(workers=1), tmp_path / "c.sqlite")
     assert report.unique_units == 4 and report.analysed == 4      # 정말 재밌는 영화 지루한
+    assert report.analysis_unit == "word"
     assert tokens[2] == ["재밌다", "영화", "정말"]
     _, report = tokenize_texts(texts, TokenizeParams(workers=1, norm=True), None)
     assert report.unique_units == 3          # with norm, Okt sees whole texts
+    assert report.analysis_unit == "text"
 
 
 def test_empty_and_missing_texts_are_dropped_and_counted(tmp_path):
