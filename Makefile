@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 EXTRAS ?= cpu,test           # EXTRAS=gpu,test installs the CUDA build of TensorFlow instead
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(subst $(comma),-,$(strip $(EXTRAS)))
 comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(strip $(EXTRAS)))
 
 # No telemetry, and caches inside the repo.
 export DVC_NO_ANALYTICS := 1
@@ -16,7 +16,7 @@ export KERAS_HOME := $(CURDIR)/.cache/keras
 export PIPELINE_CACHE_DIR := $(CURDIR)/.cache
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install repro test test-slow bench bench-train ui clean-venv
+.PHONY: help install repro test test-slow bench bench-train bench-tune ui dashboard clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,6 +45,9 @@ bench: $(STAMP)  ## tokenize speed against the tutorial loop (needs ../shared/da
 bench-train: $(STAMP)  ## training speed against model.fit on padded arrays (needs ../shared/data)
 	$(BIN)/python bench/train_speed.py --input ../shared/data/nsmc/ratings_train.txt --rows 60000
 
+bench-tune: $(STAMP)  ## tune trials/hour with pruning against without (needs data/prepared: make repro)
+	$(BIN)/python bench/tune_speed.py --trials 20
+
 # One uvicorn worker and no job runner: the defaults (4 workers + 8 huey job consumers, used only
 # by GenAI evaluation jobs) take ~2.8 GiB of processes to browse a few runs.
 ui: $(STAMP)  ## browse the MLflow runs in mlruns/ at http://127.0.0.1:5000 (Ctrl-C stops it)
@@ -53,6 +56,13 @@ ui: $(STAMP)  ## browse the MLflow runs in mlruns/ at http://127.0.0.1:5000 (Ctr
 	  --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 	  --default-artifact-root file://$(CURDIR)/mlruns/artifacts \
 	  --host 127.0.0.1 --port 5000 --workers 1
+
+# STORAGE=journal:tune/optuna.journal or a postgresql:// URL browses those instead.
+STORAGE ?= sqlite:///tune/optuna.db
+dashboard: $(STAMP)  ## browse the Optuna studies at http://127.0.0.1:8080 (Ctrl-C stops it)
+	@test -e tune/optuna.db || test "$(STORAGE)" != "sqlite:///tune/optuna.db" || \
+	  { echo "no study yet: run the tune stage first (make repro, or dvc repro tune)"; exit 1; }
+	$(BIN)/optuna-dashboard "$(patsubst journal:%,%,$(STORAGE))" --host 127.0.0.1 --port 8080
 
 clean-venv:  ## remove .venv
 	rm -rf $(VENV)

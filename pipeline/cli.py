@@ -38,8 +38,12 @@ def _tracked(name: str, params: Params, reads: Sequence[str],
 
 def run_stage(name: str, body: Callable[[Params, argparse.Namespace], None],
               parser: argparse.ArgumentParser, argv: list[str] | None = None,
-              reads: Sequence[str] = ()) -> int:
-    """Parse, load params, run `body` as one MLflow run; exit 2 on bad input, 130 on Ctrl-C."""
+              reads: Sequence[str] = (), resolve: Callable[[Params], Params] | None = None) -> int:
+    """Parse, load params, run `body` as one MLflow run; exit 2 on bad input, 130 on Ctrl-C.
+
+    `resolve` completes the params before the run starts (train merges the tuned values), so the
+    run records the values actually used.
+    """
     args = parser.parse_args(argv)
     # Imported here so a bad params.yaml is reported before any heavy import.
     from pipeline.fetch import FetchError
@@ -48,6 +52,8 @@ def run_stage(name: str, body: Callable[[Params, argparse.Namespace], None],
 
     try:
         params = load_params(args.params)   # before tracking: a bad file creates no run
+        if resolve is not None:
+            params = resolve(params)
         # The run ends (FAILED / KILLED) as the exception leaves it, before the message below.
         with _tracked(name, params, reads, args):
             body(params, args)

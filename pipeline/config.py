@@ -6,11 +6,13 @@ what is allowed, before any stage does work.
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import yaml
 
@@ -121,8 +123,42 @@ class TrainParams:
     distribute: Literal["auto", "mirrored", "multi_worker", "none"] = "auto"
     devices: tuple[str, ...] = ()     # mirrored: e.g. [/gpu:0, /gpu:1]; empty: every GPU
     bucket_by_length: bool = True     # batch similar lengths, pad per batch instead of to maxlen
+    maxlen: int = field(default=0, metadata=_range(0, 100000))   # re-cut to this many tokens; 0: prepare.maxlen
     seed: int = 42
     deterministic: bool = False       # TF op determinism (slower)
+    use_tuned: bool = True            # merge tune/best_params.json (the tune stage's best trial) over these
+
+
+# Keys of the train section a study may vary (tune.space); the rest define the experiment itself.
+TUNABLE_TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "scale_learning_rate",
+                      "class_weight", "early_stopping_patience", "bucket_by_length", "maxlen")
+
+
+@dataclass(frozen=True)
+class SearchDim:
+    """One hyperparameter's range in tune.space, as Optuna's suggest_int / suggest_float / suggest_categorical."""
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False                 # sample on a log scale (learning rates, unit counts)
+    step: float | None = None         # int / float: a grid step
+    choices: tuple[Any, ...] = ()     # categorical: the values, of the key's type
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    n_trials: int = field(default=20, metadata=_range(0, 1000000))   # the study's total; 0: no tuning
+    timeout: float = field(default=0.0, metadata=_range(0, None))     # seconds per invocation; 0: none
+    epochs: int = field(default=0, metadata=_range(0, 10000))         # per trial; 0: train.epochs
+    subsample: float = field(default=1.0, metadata=_range(0, 1, lo_open=True))   # of the training split
+    metric: Literal["val/accuracy", "val/loss"] = "val/accuracy"
+    sampler_seed: int = 42
+    startup_trials: int = field(default=5, metadata=_range(0, 100000))   # random trials before TPE
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    warmup_epochs: int = field(default=2, metadata=_range(0, 10000))    # median: never prune before
+    storage: str = ""                 # "": sqlite tune/optuna.db; journal:<file>; an RDB URL ($OPTUNA_STORAGE wins)
+    study_name: str = ""              # "": derived from the dataset, the space and the data
+    space: Mapping[str, SearchDim] = field(default_factory=dict)   # train keys -> ranges
 
 
 @dataclass(frozen=True)
@@ -137,6 +173,7 @@ class Params:
     tokenize: TokenizeParams = field(default_factory=TokenizeParams)
     prepare: PrepareParams = field(default_factory=PrepareParams)
     train: TrainParams = field(default_factory=TrainParams)
+    tune: TuneParams = field(default_factory=TuneParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
@@ -161,9 +198,39 @@ def to_dict(obj: Any) -> Any:
     """The resolved params as plain YAML/JSON-able data (tuples become lists)."""
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_dict(v) for k, v in obj.items()}
     if isinstance(obj, tuple):
         return [to_dict(v) for v in obj]
     return obj
+
+
+def override(train: TrainParams, values: Mapping[str, Any], source: str) -> TrainParams:
+    """`train` with dotted keys ("model.units", "learning_rate") replaced, checked like params.yaml."""
+    merged = to_dict(train)
+    for key, value in values.items():
+        if key not in tunable_keys():
+            raise ParamsError(f"{source}: {key}: not a tunable train key (allowed: {', '.join(tunable_keys())})")
+        *parents, leaf = key.split(".")
+        target = merged
+        for part in parents:
+            target = target[part]
+        target[leaf] = value
+    return _build(TrainParams, merged, prefix="train.", source=source)
+
+
+def tunable_keys() -> tuple[str, ...]:
+    model = tuple(f"model.{f.name}" for f in dataclasses.fields(ModelParams))
+    return model + TUNABLE_TRAIN_KEYS
+
+
+def _train_field(key: str) -> tuple[Any, Any]:
+    """(type, metadata) of a dotted train key."""
+    cls, *parents = TrainParams, *key.split(".")[:-1]
+    for part in parents:
+        cls = typing.get_type_hints(cls)[part]
+    f = {f.name: f for f in dataclasses.fields(cls)}[key.split(".")[-1]]
+    return typing.get_type_hints(cls)[f.name], f.metadata
 
 
 def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
@@ -182,6 +249,8 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     for name, f in fields.items():
         if name in raw:
             values[name] = _coerce(hints[name], raw[name], f"{prefix}{name}", f.metadata, source)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ParamsError(f"{source}: {prefix}{name}: required")
     return cls(**values)
 
 
@@ -189,6 +258,27 @@ def _coerce(tp: Any, value: Any, key: str, meta: Any, source: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, prefix=f"{key}.", source=source)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(inner[0], value, key, meta, source)
+    if origin is collections.abc.Mapping:
+        if value is None:
+            return types.MappingProxyType({})
+        if not isinstance(value, dict):
+            raise ParamsError(f"{source}: {key}: expected a mapping, got {value!r}")
+        inner = typing.get_args(tp)[1]
+        return types.MappingProxyType({str(k): _coerce(inner, v, f"{key}.{k}", {}, source)
+                                       for k, v in value.items()})
+    if origin is tuple and typing.get_args(tp)[0] is Any:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise ParamsError(f"{source}: {key}: expected a list, got {value!r}")
+        bad = [v for v in value if not isinstance(v, (str, int, float, bool))]
+        if bad:
+            raise ParamsError(f"{source}: {key}: expected plain values (text, numbers, true/false), "
+                              f"got item {bad[0]!r}")
+        return tuple(value)
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
@@ -264,6 +354,7 @@ def _check_cross_fields(p: Params, source: str) -> None:
             re.compile(t.clean_pattern)
         except re.error as exc:
             raise ParamsError(f"{source}: tokenize.clean_pattern: not a valid regular expression: {exc}") from None
+    _check_space(p.tune.space, source)
     if p.prepare.val_size + p.prepare.test_size >= 1:
         raise ParamsError(f"{source}: prepare.val_size + prepare.test_size must be < 1, got "
                           f"{p.prepare.val_size} + {p.prepare.test_size}")
@@ -278,3 +369,42 @@ def _check_cross_fields(p: Params, source: str) -> None:
             raise ParamsError(f"{source}: dataset.table.label_column: required when dataset.name is table")
         if tb.sha256 and (len(tb.sha256) != 64 or any(c not in "0123456789abcdef" for c in tb.sha256.lower())):
             raise ParamsError(f"{source}: dataset.table.sha256: expected 64 hex digits, got {tb.sha256!r}")
+
+
+def _check_space(space: Mapping[str, SearchDim], source: str) -> None:
+    """Every range names a tunable train key and stays inside what that key accepts."""
+    for key, dim in space.items():
+        where = f"tune.space.{key}"
+        if key not in tunable_keys():
+            raise ParamsError(f"{source}: {where}: not a tunable train key (allowed: {', '.join(tunable_keys())})")
+        tp, meta = _train_field(key)
+        if dim.type == "categorical":
+            if not dim.choices:
+                raise ParamsError(f"{source}: {where}.choices: required for a categorical range")
+            for i, choice in enumerate(dim.choices):
+                _coerce(tp, choice, f"{where}.choices[{i}]", meta, source)
+            continue
+        if tp not in (int, float):
+            kind = ("one of " + ", ".join(map(str, typing.get_args(tp)))) if typing.get_origin(tp) is Literal \
+                else "true or false" if tp is bool else getattr(tp, "__name__", str(tp))
+            raise ParamsError(f"{source}: {where}.type: train.{key} takes {kind}, not a number range: "
+                              "use type: categorical with choices")
+        if dim.type == "float" and tp is int:
+            raise ParamsError(f"{source}: {where}.type: train.{key} takes an integer: use type: int")
+        if dim.choices:
+            raise ParamsError(f"{source}: {where}.choices: only for type: categorical (use low/high)")
+        for bound in ("low", "high"):
+            value = getattr(dim, bound)
+            if value is None:
+                raise ParamsError(f"{source}: {where}.{bound}: required for type: {dim.type}")
+            if dim.type == "int" and value != int(value):
+                raise ParamsError(f"{source}: {where}.{bound}: expected an integer, got {value!r}")
+            _coerce(tp, int(value) if dim.type == "int" else value, f"{where}.{bound}", meta, source)
+        if dim.low > dim.high:
+            raise ParamsError(f"{source}: {where}: low ({dim.low:g}) is above high ({dim.high:g})")
+        if dim.log and dim.low <= 0:
+            raise ParamsError(f"{source}: {where}.low: a log range needs low > 0, got {dim.low:g}")
+        if dim.log and dim.step is not None:
+            raise ParamsError(f"{source}: {where}.step: Optuna takes either log or step, not both")
+        if dim.step is not None and dim.step <= 0:
+            raise ParamsError(f"{source}: {where}.step: expected a number > 0, got {dim.step:g}")

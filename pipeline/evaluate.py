@@ -138,19 +138,32 @@ def _hangul_font() -> str | None:
     return None
 
 
+def _trained_maxlen(model_dir: Path) -> int:
+    record = model_dir / "params.json"
+    if not record.is_file():
+        return 0
+    return int(json.loads(record.read_text(encoding="utf-8")).get("train", {}).get("maxlen", 0) or 0)
+
+
 def evaluate(model_dir: Path, prepared_dir: Path, batch_size: int) -> tuple[dict, np.ndarray, np.ndarray, list[str]]:
     import keras
 
     import pipeline.models  # noqa: F401  (registers the custom layers for loading)
+    from pipeline.train import shorten
 
     if not (model_dir / "model.keras").is_file():
         raise StageError(f"{model_dir}/model.keras: missing; run the train stage first (dvc repro train)")
     model = keras.models.load_model(model_dir / "model.keras")
     labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
-    padding = json.loads((prepared_dir / "params.json").read_text(encoding="utf-8"))["prepare"]["padding"]
+    prep = json.loads((prepared_dir / "params.json").read_text(encoding="utf-8"))["prepare"]
     with np.load(prepared_dir / "test.npz") as test:
-        x, y, lengths = test["x"], test["y"], test["length"]
-    proba = predict_proba(model, x, lengths, padding, batch_size)
+        split = dict(test)
+    # The model's own cut: train.maxlen (possibly tuned) can be shorter than prepare.maxlen.
+    maxlen = _trained_maxlen(model_dir)
+    if maxlen:
+        split = shorten(split, maxlen, prep["padding"], prep.get("truncating", "pre"))
+    x, y, lengths = split["x"], split["y"], split["length"]
+    proba = predict_proba(model, x, lengths, prep["padding"], batch_size)
     return scores(y, proba, labels), y, proba, labels
 
 

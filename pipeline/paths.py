@@ -10,6 +10,8 @@ TOKENIZE_STATS = Path("data/tokenize_stats.json")
 PREPARED_DIR = Path("data/prepared")
 PREPARE_STATS = Path("data/prepare_stats.json")
 LENGTHS_PLOT = Path("data/plots/lengths.csv")
+TUNE_DIR = Path("tune")
+BEST_PARAMS = TUNE_DIR / "best_params.json"
 
 
 def cache_dir() -> Path:

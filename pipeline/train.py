@@ -11,6 +11,7 @@ history.json, learning_curve.png, run.json (the MLflow run and model URIs).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -28,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from pipeline import paths  # noqa: E402
 from pipeline.cli import StageError, run_stage, stage_parser  # noqa: E402
-from pipeline.config import ModelParams, Params, TrainParams, to_dict  # noqa: E402
+from pipeline.config import ModelParams, Params, ParamsError, TrainParams, override, to_dict  # noqa: E402
 
 READS = ("dataset.name", "train")
 MODELS_DIR = Path("models")
@@ -45,6 +46,18 @@ class Prepared:
     labels: list[str]
     padding: str
     maxlen: int
+    truncating: str = "pre"
+
+    def cut(self, maxlen: int) -> Prepared:
+        """The splits as if prepare had used a shorter maxlen (train.maxlen; 0 keeps them)."""
+        if not maxlen or maxlen == self.maxlen:
+            return self
+        if maxlen > self.maxlen:
+            raise StageError(f"train.maxlen: {maxlen} is above the prepared length (prepare.maxlen "
+                             f"{self.maxlen}): raise prepare.maxlen or lower train.maxlen")
+        return dataclasses.replace(
+            self, maxlen=maxlen, train=shorten(self.train, maxlen, self.padding, self.truncating),
+            val=shorten(self.val, maxlen, self.padding, self.truncating))
 
 
 def load_prepared(folder: Path = paths.PREPARED_DIR) -> Prepared:
@@ -54,7 +67,47 @@ def load_prepared(folder: Path = paths.PREPARED_DIR) -> Prepared:
     vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
     labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
     prep = json.loads((folder / "params.json").read_text(encoding="utf-8"))["prepare"]
-    return Prepared(splits["train"], splits["val"], len(vocab), labels, prep["padding"], prep["maxlen"])
+    return Prepared(splits["train"], splits["val"], len(vocab), labels, prep["padding"], prep["maxlen"],
+                    prep.get("truncating", "pre"))
+
+
+def shorten(split: dict, maxlen: int, padding: str, truncating: str) -> dict:
+    """A split re-cut to maxlen tokens, exactly as prepare would have cut it (same sides).
+
+    Cutting the already cut rows again from the same side keeps the same tokens as cutting the
+    original ones, so a tuned maxlen needs no second prepare run.
+    """
+    x, n = split["x"], split["length"].astype(np.int64)
+    width = x.shape[1]
+    if maxlen >= width:
+        return split
+    kept = np.minimum(n, maxlen)
+    first_token = np.zeros_like(n) if padding == "post" else width - n    # where each row's tokens begin
+    if truncating == "pre":
+        first_token = first_token + (n - kept)                            # keep the last `kept` of them
+    first_slot = np.zeros_like(kept) if padding == "post" else maxlen - kept
+    offset = np.arange(maxlen)[None, :] - first_slot[:, None]        # token index within the kept run
+    inside = (offset >= 0) & (offset < kept[:, None])
+    source = np.clip(first_token[:, None] + offset, 0, width - 1)
+    out = np.where(inside, np.take_along_axis(x, source, axis=1), 0).astype(x.dtype)
+    return {**split, "x": out, "length": kept.astype(split["length"].dtype)}
+
+
+def resolve_tuned(params: Params, best_file: Path = paths.BEST_PARAMS) -> Params:
+    """params with the tune stage's best values merged over train (train.use_tuned)."""
+    if not params.train.use_tuned:
+        return params
+    if not best_file.is_file():
+        raise StageError(f"{best_file}: missing; run the tune stage first (dvc repro tune), "
+                         "or set train.use_tuned: false")
+    try:
+        values = json.loads(best_file.read_text(encoding="utf-8"))["params"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StageError(f"{best_file}: not a tune result ({exc}); run the tune stage again") from None
+    try:
+        return dataclasses.replace(params, train=override(params.train, values, str(best_file)))
+    except ParamsError as exc:
+        raise StageError(str(exc)) from None
 
 
 def bucket_boundaries(lengths: np.ndarray, buckets: int = 8) -> list[int]:
@@ -326,11 +379,18 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
     return result
 
 
+def data_fingerprint(prepared_dir: Path) -> str:
+    """A digest of what training reads from the prepared data."""
+    h = hashlib.sha256()
+    for name in ("train.npz", "val.npz", "vocab.json"):
+        h.update((prepared_dir / name).read_bytes())
+    return h.hexdigest()
+
+
 def backup_key(cfg: TrainParams, prepared_dir: Path) -> str:
     """A resumable backup belongs to one config and one prepared dataset."""
     h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
-    for name in ("train.npz", "val.npz", "vocab.json"):
-        h.update((prepared_dir / name).read_bytes())
+    h.update(data_fingerprint(prepared_dir).encode())
     return h.hexdigest()[:16]
 
 
@@ -383,6 +443,14 @@ def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info
         (tmp / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
 
 
+def tuned_from(cfg: TrainParams, best_file: Path = paths.BEST_PARAMS) -> dict:
+    """The study and trial the tuned values came from ({} when train.use_tuned is off)."""
+    if not cfg.use_tuned:
+        return {}
+    best = json.loads(best_file.read_text(encoding="utf-8"))
+    return {k: best.get(k) for k in ("study", "trial", "metric", "value", "params")}
+
+
 def _body(params: Params, args) -> None:
     import tensorflow as tf
 
@@ -394,7 +462,7 @@ def _body(params: Params, args) -> None:
     set_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
-    data = load_prepared()
+    data = load_prepared().cut(cfg.maxlen)
     backup = paths.cache_dir() / "train" / backup_key(cfg, paths.PREPARED_DIR)
     backup.mkdir(parents=True, exist_ok=True)
     chief = is_chief(strategy)
@@ -403,9 +471,11 @@ def _body(params: Params, args) -> None:
         import mlflow
 
         active = mlflow.active_run()
+    tuned = tuned_from(cfg)
     if active and chief:
         mlflow.log_params({"train.replicas": strategy.num_replicas_in_sync,
                            "train.strategy": type(strategy).__name__})
+        mlflow.set_tags({f"tune.{k}": str(v) for k, v in tuned.items() if k != "params" and v is not None})
 
     def log_epoch(epoch: int, row: dict) -> None:
         if active and chief:
@@ -418,7 +488,7 @@ def _body(params: Params, args) -> None:
         return
     best = result.history[result.best_epoch - 1]
     run_info = {"run_id": active.info.run_id if active else None, "best_epoch": result.best_epoch,
-                "replicas": result.replicas, "strategy": type(strategy).__name__}
+                "replicas": result.replicas, "strategy": type(strategy).__name__, "tuned_from": tuned}
     if active:
         mlflow.log_metrics({"best/val_loss": best["val/loss"], "best/val_accuracy": best["val/accuracy"],
                             "best/epoch": result.best_epoch})
@@ -439,8 +509,11 @@ def main(argv: list[str] | None = None) -> int:
 distribution (train.distribute): auto (MirroredStrategy over every GPU, plain on CPU), mirrored
 (train.devices, or all), multi_worker (MultiWorkerMirroredStrategy; each process gets TF_CONFIG),
 none. The global batch is train.batch_size x replicas. An interrupted run resumes from
-.cache/train/<key>/ when started again with the same params and data.""")
-    return run_stage("train", _body, parser, argv, reads=READS)
+.cache/train/<key>/ when started again with the same params and data.
+
+tuning: with train.use_tuned (the default) the values of the tune stage's best trial
+(tune/best_params.json) replace the ones in params.yaml; the MLflow run records the merged values.""")
+    return run_stage("train", _body, parser, argv, reads=READS, resolve=resolve_tuned)
 
 
 if __name__ == "__main__":

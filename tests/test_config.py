@@ -35,6 +35,15 @@ def test_round_trip_through_plain_data():
     assert parse_params(to_dict(params)) == params
 
 
+def test_repo_search_space_is_typed():
+    space = load_params(REPO / "params.yaml").tune.space
+    assert space["model.cell"].choices == ("lstm", "gru")
+    assert space["model.bidirectional"].choices == (True, False)
+    assert (space["model.units"].low, space["model.units"].high, space["model.units"].log) == (16, 128, True)
+    with pytest.raises(TypeError):
+        space["model.units"] = space["model.cell"]  # type: ignore[index]  (read-only like the rest)
+
+
 @pytest.mark.parametrize("text, message", [
     ("tokenize:\n  workerz: 2\n", "tokenize.workerz: unknown key"),
     ("prepare:\n  vocab:\n    max_sise: 3\n", "prepare.vocab.max_sise: unknown key"),
@@ -55,6 +64,31 @@ def test_round_trip_through_plain_data():
     ("tokenize:\n  clean_pattern: '[unclosed'\n", "tokenize.clean_pattern: not a valid regular expression"),
     ("tokenize: [1, 2]\n", "tokenize: expected a mapping"),
     ("prepare:\n  padding: both\n", "prepare.padding: got 'both', allowed: pre, post"),
+    # tune.space: every range names a train key and stays inside what that key accepts
+    ("tune:\n  space:\n    model.unitz: {type: int, low: 1, high: 2}\n",
+     "tune.space.model.unitz: not a tunable train key (allowed: model.cell"),
+    ("tune:\n  space:\n    seed: {type: int, low: 1, high: 2}\n", "tune.space.seed: not a tunable train key"),
+    ("tune:\n  space:\n    model.units: {low: 1, high: 2}\n", "tune.space.model.units.type: required"),
+    ("tune:\n  space:\n    model.units: {type: int, low: 8}\n", "tune.space.model.units.high: required"),
+    ("tune:\n  space:\n    model.units: {type: float, low: 8, high: 9}\n",
+     "tune.space.model.units.type: train.model.units takes an integer: use type: int"),
+    ("tune:\n  space:\n    model.cell: {type: int, low: 1, high: 2}\n",
+     "train.model.cell takes one of simple_rnn, lstm, gru, not a number range: use type: categorical"),
+    ("tune:\n  space:\n    model.cell: {type: categorical, choices: [gru, transformer]}\n",
+     "tune.space.model.cell.choices[1]: got 'transformer', allowed: simple_rnn, lstm, gru"),
+    ("tune:\n  space:\n    model.cell: {type: categorical}\n", "tune.space.model.cell.choices: required"),
+    ("tune:\n  space:\n    model.dropout: {type: float, low: 0, high: 1}\n",
+     "tune.space.model.dropout.high: expected a number >= 0 and < 1, got 1.0"),
+    ("tune:\n  space:\n    learning_rate: {type: float, low: 0, high: 0.1, log: true}\n",
+     "tune.space.learning_rate.low: expected a number > 0"),
+    ("tune:\n  space:\n    model.units: {type: int, low: 64, high: 8}\n", "tune.space.model.units: low (64) is above high (8)"),
+    ("tune:\n  space:\n    model.units: {type: int, low: 8, high: 64, log: true, step: 8}\n",
+     "tune.space.model.units.step: Optuna takes either log or step"),
+    ("tune:\n  space:\n    model.units: {type: int, low: 8.5, high: 64}\n",
+     "tune.space.model.units.low: expected an integer, got 8.5"),
+    ("tune:\n  space: [model.units]\n", "tune.space: expected a mapping"),
+    ("tune:\n  metric: test/accuracy\n", "tune.metric: got 'test/accuracy', allowed: val/accuracy, val/loss"),
+    ("tune:\n  subsample: 0\n", "tune.subsample: expected a number > 0 and <= 1"),
 ])
 def test_bad_values_name_the_key(tmp_path, text, message):
     with pytest.raises(ParamsError) as err:

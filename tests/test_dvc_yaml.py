@@ -6,11 +6,11 @@ import dataclasses
 import pytest
 import yaml
 
-from pipeline import download, evaluate, prepare, tokenize, train
+from pipeline import download, evaluate, prepare, tokenize, train, tune
 from pipeline.config import Params
 from conftest import REPO
 
-STAGES = {"download": download, "tokenize": tokenize, "prepare": prepare, "train": train,
+STAGES = {"download": download, "tokenize": tokenize, "prepare": prepare, "tune": tune, "train": train,
           "evaluate": evaluate}
 
 

@@ -52,6 +52,9 @@ def project(tmp_path) -> tuple[Path, dict]:
     params["prepare"]["vocab"]["min_freq"] = 1
     params["train"]["model"].update(units=8, embedding_dim=8, dense_units=0, bidirectional=False)
     params["train"].update(epochs=2, batch_size=8)
+    params["tune"].update(n_trials=2, epochs=1, startup_trials=1,
+                          space={"model.units": {"type": "int", "low": 4, "high": 8},
+                                 "maxlen": {"type": "int", "low": 8, "high": 12, "step": 4}})
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"),
@@ -94,10 +97,20 @@ def test_dvc_repro_end_to_end(project):
     assert (root / "plots" / "evaluate" / "confusion.csv").read_text(encoding="utf-8").count("\n") == 13
     runs = mlflow_runs(root)
     assert {r.info.run_name: r.info.status for r in runs} == {
-        stage: "FINISHED" for stage in ("download", "tokenize", "prepare", "train", "evaluate")}
+        stage: "FINISHED" for stage in ("download", "tokenize", "prepare", "tune", "trial 0", "trial 1",
+                                        "train", "evaluate")}
+    # The study's first trial is params.yaml's own values; train used the best trial's, and says so.
+    first = next(r for r in runs if r.info.run_name == "trial 0")
+    assert (first.data.params["train.model.units"], first.data.params["train.maxlen"]) == ("8", "12")
+    best = json.loads((root / "tune" / "best_params.json").read_text())
     train_run = next(r for r in runs if r.info.run_name == "train")
+    assert train_run.data.params["train.model.units"] == str(best["params"]["model.units"])
+    assert train_run.data.params["train.maxlen"] == str(best["params"]["maxlen"])
+    assert train_run.data.tags["tune.study"] == best["study"]
+    assert json.loads((root / "models" / "params.json").read_text())["train"]["maxlen"] == best["params"]["maxlen"]
     assert "val/accuracy" in train_run.data.metrics and "test/accuracy" in train_run.data.metrics
-    assert json.loads((root / "models" / "run.json").read_text())["run_id"] == train_run.info.run_id
+    run_info = json.loads((root / "models" / "run.json").read_text())
+    assert run_info["run_id"] == train_run.info.run_id and run_info["tuned_from"]["trial"] == best["trial"]
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
@@ -117,6 +130,7 @@ def test_dvc_repro_end_to_end(project):
     assert second.returncode == 0, second.stderr
     assert "Stage 'tokenize' didn't change, skipping" in second.stdout
     assert "Stage 'prepare' didn't change, skipping" in second.stdout
+    assert "Stage 'tune' didn't change, skipping" in second.stdout
 
     # Only a POS filter changed: tokenize re-runs from the analysis cache.
     set_param(root, "tokenize", "pos_drop", ["Josa", "Punctuation", "Number"])

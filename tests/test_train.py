@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO
 from httpsite import free_port
-from train_worker import tiny_data
+from tinydata import tiny_data
 
 from pipeline.config import ModelParams, TrainParams
 from pipeline.train import bucket_boundaries, class_weights, fit, make_dataset, make_strategy
@@ -121,3 +121,20 @@ def test_multi_worker_strategy_with_two_local_processes(tmp_path):
     assert i0["history"][-1]["train/loss"] < i0["history"][0]["train/loss"]
     for a, b in zip(w0, w1):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+@pytest.mark.parametrize("truncating", ["pre", "post"])
+def test_shorten_equals_preparing_with_the_shorter_maxlen(padding, truncating):
+    """Re-cutting prepared rows to a tuned maxlen keeps exactly the tokens prepare would have kept."""
+    from pipeline.prepare import encode_pad
+    from pipeline.train import shorten
+
+    rng = np.random.default_rng(0)
+    docs = [[f"w{t}" for t in rng.integers(0, 9, n)] for n in (0, 1, 3, 5, 8, 11, 14)]
+    vocab = {f"w{i}": i + 2 for i in range(9)}
+    x, kept, _, _ = encode_pad(docs, vocab, 10, padding, truncating)
+    want_x, want_kept, _, _ = encode_pad(docs, vocab, 4, padding, truncating)
+    got = shorten({"x": x, "length": kept, "y": np.arange(len(docs))}, 4, padding, truncating)
+    assert np.array_equal(got["x"], want_x) and np.array_equal(got["length"], want_kept)
+    assert got["x"].dtype == x.dtype and np.array_equal(got["y"], np.arange(len(docs)))

@@ -15,24 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-
-def tiny_data(n: int = 192, maxlen: int = 12, vocab: int = 30, seed: int = 0):
-    """Class 1 rows contain token 3, class 0 rows token 4; lengths vary (post-padded)."""
-    from pipeline.train import Prepared
-
-    rng = np.random.default_rng(seed)
-
-    def split(n_rows: int) -> dict:
-        y = rng.integers(0, 2, n_rows).astype(np.int32)
-        lengths = rng.integers(2, maxlen + 1, n_rows).astype(np.int32)
-        x = np.zeros((n_rows, maxlen), np.int32)
-        for i, (label, n_tok) in enumerate(zip(y, lengths)):
-            row = rng.integers(5, vocab, n_tok)
-            row[rng.integers(0, n_tok)] = 3 if label else 4
-            x[i, :n_tok] = row
-        return {"x": x, "y": y, "length": lengths, "raw_length": lengths}
-
-    return Prepared(split(n), split(64), vocab, ["0", "1"], "post", maxlen)
+from tinydata import tiny_data  # noqa: E402
 
 
 def main() -> None:

@@ -1,0 +1,233 @@
+"""Optuna plumbing for the tune stage: storage, study name, sampler, pruner, the trial budget.
+
+Storages, by tune.storage (or $OPTUNA_STORAGE, which wins):
+  ""                     SQLite file tune/optuna.db: one process at a time
+  journal:<file>         Optuna's journal file: several processes on one machine (file locks)
+  postgresql://... etc.  any SQLAlchemy URL Optuna's RDBStorage takes: workers on many machines
+SQLite takes one writer at a time, so workers refuse it ("database is locked" is the known failure).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+import warnings
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from pipeline import paths
+from pipeline.cli import StageError
+from pipeline.config import Params, SearchDim, TrainParams, TuneParams, to_dict
+
+if TYPE_CHECKING:
+    import optuna
+
+DEFAULT_DB = paths.TUNE_DIR / "optuna.db"
+HEARTBEAT_SECONDS = 20        # RDB storages: a running trial's worker checks in this often ...
+GRACE_SECONDS = 90            # ... and is declared dead (its trial FAIL) after this long silent
+SCHEMA_ATTEMPTS = 4
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+# Train keys that do not change what a trial measures: a study resumes across them.
+_NOT_OBJECTIVE = ("distribute", "devices", "use_tuned")
+
+
+def storage_url(cfg: TuneParams) -> str:
+    return os.environ.get("OPTUNA_STORAGE") or cfg.storage or f"sqlite:///{DEFAULT_DB}"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and MLflow."""
+    if url.startswith("journal:") or "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:   # not parseable: show only the scheme
+        return url.split("://", 1)[0] + "://..."
+
+
+def is_sqlite(url: str) -> bool:
+    return url.split(":", 1)[0].split("+", 1)[0].lower() == "sqlite"
+
+
+def open_storage(url: str, worker: bool = False) -> optuna.storages.BaseStorage:
+    import optuna
+
+    if worker and is_sqlite(url):
+        raise StageError(f"tune.storage: {url} is SQLite, which takes one writer at a time ('database is "
+                         "locked' under several workers): use journal:tune/optuna.journal for workers on "
+                         "this machine, or a postgresql:// URL for workers on several machines")
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url[len("journal:"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    if is_sqlite(url) and url.count("/") >= 3:
+        Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # Heartbeats: a worker killed mid-trial does not leave its trial RUNNING for ever.
+                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                                  grace_period=GRACE_SECONDS)
+        except (IntegrityError, ProgrammingError):
+            # Workers starting together on an empty database race to create Optuna's tables
+            # ("duplicate key ... pg_type"): the loser waits and finds them made.
+            if attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(1.0 + attempt)
+        except Exception as exc:
+            raise StageError(f"tune.storage: cannot open {redact(url)}: {' '.join(str(exc).split())[:300]}") from None
+    raise AssertionError("unreachable")
+
+
+def study_name(params: Params, trial_train: TrainParams, data_key: str) -> str:
+    """tune.study_name, else textclf-<dataset>-<digest of what the objective measures>.
+
+    The digest covers the space, the trial settings, the train params trials start from
+    (`trial_train`: train with tune.epochs applied) and the prepared data:
+    re-running with the same ones resumes the study; changing any starts a new one, so old trials
+    never mix with new. n_trials, timeout, the sampler, the pruner and the storage are left out.
+    """
+    cfg = params.tune
+    if cfg.study_name:
+        return cfg.study_name
+    train = {k: v for k, v in to_dict(trial_train).items() if k not in _NOT_OBJECTIVE}
+    objective = {"space": to_dict(cfg.space), "metric": cfg.metric, "epochs": cfg.epochs,
+                 "subsample": cfg.subsample, "train": train, "data": data_key}
+    digest = hashlib.sha256(json.dumps(objective, sort_keys=True).encode()).hexdigest()[:10]
+    return f"textclf-{params.dataset.name}-{digest}"
+
+
+def direction(metric: str) -> str:
+    return "minimize" if metric.endswith("loss") else "maximize"
+
+
+def sampler_seed(cfg: TuneParams, worker: bool) -> int:
+    """The study's seed for the first process; each extra worker draws its own seeded stream.
+
+    Two workers with one seed would propose the same trials, one after the other.
+    """
+    return cfg.sampler_seed if not worker else cfg.sampler_seed + 1 + zlib.crc32(WORKER.encode()) % 1_000_000
+
+
+def make_sampler(cfg: TuneParams, seed: int) -> optuna.samplers.BaseSampler:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # constant_liar: running trials count as bad results, so parallel workers spread out.
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.startup_trials, constant_liar=True)
+
+
+def make_pruner(cfg: TuneParams, epochs: int) -> optuna.pruners.BasePruner:
+    import optuna
+
+    if cfg.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=max(1, cfg.startup_trials),
+                                           n_warmup_steps=cfg.warmup_epochs)
+    if cfg.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def suggest(trial: optuna.trial.Trial, space: Mapping[str, SearchDim]) -> dict[str, Any]:
+    """One value per key of tune.space, named as in params.yaml's train section."""
+    values: dict[str, Any] = {}
+    for key, dim in space.items():
+        if dim.type == "categorical":
+            values[key] = trial.suggest_categorical(key, list(dim.choices))
+        elif dim.type == "int":
+            values[key] = trial.suggest_int(key, int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log)
+        else:
+            values[key] = trial.suggest_float(key, dim.low, dim.high, step=dim.step, log=dim.log)
+    return values
+
+
+def baseline(space: Mapping[str, SearchDim], train: TrainParams, prepared_maxlen: int) -> dict[str, Any]:
+    """params.yaml's own train values for the keys of the space, where the space contains them.
+
+    Enqueued as a new study's first trial, so the best trial is never worse (on validation) than
+    the configuration the study started from.
+    """
+    values: dict[str, Any] = {}
+    for key, dim in space.items():
+        value: Any = train
+        for part in key.split("."):
+            value = getattr(value, part)
+        if key == "maxlen" and not value:
+            value = prepared_maxlen          # 0 means "as prepared"
+        if dim.type == "categorical":
+            if value in dim.choices and type(value) in {type(c) for c in dim.choices}:
+                values[key] = value
+        elif dim.low <= value <= dim.high and (not dim.step or (value - dim.low) % dim.step == 0):
+            values[key] = value
+    return values
+
+
+# --- the budget: tune.n_trials trials for the whole study, whoever runs them --------------------
+
+def counted_states() -> tuple:
+    from optuna.trial import TrialState
+
+    # Failed trials do not count: a re-run replaces them.
+    return (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+def counted(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=counted_states()))
+
+
+def ahead_of(study: optuna.Study, number: int) -> int:
+    """Counted trials created before trial `number` (trial numbers are given out by the storage)."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=counted_states()) if t.number < number)
+
+
+def fail_dead_trials(study: optuna.Study) -> list[int]:
+    """Mark RUNNING trials whose worker is gone as FAIL; their numbers.
+
+    RDB storages do it by heartbeat (Optuna's own). The journal storage has no heartbeat, so a
+    trial of this machine whose process no longer exists is failed here; other machines' trials
+    are left alone (their processes cannot be seen from here).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    if isinstance(study._storage, optuna.storages.RDBStorage):   # noqa: SLF001 (Optuna's own check)
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        return sorted(before - after)
+    failed = []
+    host = WORKER.rsplit(":", 1)[0]
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = str(t.user_attrs.get("worker", ""))
+        if owner.rsplit(":", 1)[0] == host and owner != WORKER and not _alive(int(owner.rsplit(":", 1)[1])):
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            failed.append(t.number)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def say(message: str) -> None:
+    print(f"tune: {message}", file=sys.stderr, flush=True)

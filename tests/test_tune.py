@@ -1,0 +1,325 @@
+"""The tune stage: a real Optuna study (SQLite, journal, PostgreSQL) over real training, in MLflow."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from conftest import REPO, make_params
+from tinydata import write_prepared
+
+from pipeline import studies
+from pipeline.cli import StageError
+from pipeline.config import ParamsError, TrainParams, override
+
+SPACE = {"model.units": {"type": "int", "low": 4, "high": 16, "log": True},
+         "learning_rate": {"type": "float", "low": 0.001, "high": 0.05, "log": True},
+         "maxlen": {"type": "int", "low": 6, "high": 12, "step": 2}}
+GOOD = {"model.units": 16, "learning_rate": 0.05, "maxlen": 12}
+BAD = {"model.units": 4, "learning_rate": 0.001, "maxlen": 6}
+
+
+def tune_params(**tune) -> dict:
+    return {"dataset": {"name": "seoul120"},
+            "train": {"model": {"cell": "gru", "units": 8, "embedding_dim": 8, "dense_units": 0},
+                      "epochs": 3, "batch_size": 16, "early_stopping_patience": 0, "seed": 3},
+            "tune": {"n_trials": 4, "epochs": 3, "startup_trials": 1, "warmup_epochs": 0,
+                     "space": SPACE, **tune}}
+
+
+def write_project(root: Path, **tune) -> None:
+    write_prepared(root / "data" / "prepared")
+    (root / "params.yaml").write_text(yaml.safe_dump(tune_params(**tune)), encoding="utf-8")
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "OPTUNA_STORAGE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path / ".cache"))
+    yield tmp_path
+    import mlflow
+    assert mlflow.active_run() is None, "a run was left active"
+
+
+# --- pieces -----------------------------------------------------------------------------------
+
+def test_override_checks_values_like_params_yaml():
+    train = TrainParams()
+    merged = override(train, {"model.units": 32, "learning_rate": 0.01, "maxlen": 50}, "best.json")
+    assert (merged.model.units, merged.learning_rate, merged.maxlen) == (32, 0.01, 50)
+    assert merged.model.cell == train.model.cell
+    with pytest.raises(ParamsError, match="best.json: train.model.dropout: expected a number >= 0 and < 1"):
+        override(train, {"model.dropout": 1.5}, "best.json")
+    with pytest.raises(ParamsError, match="best.json: seed: not a tunable train key"):
+        override(train, {"seed": 1}, "best.json")
+
+
+def test_subsample_is_stratified_and_seeded():
+    from pipeline.tune import subsample
+
+    y = np.array([0] * 80 + [1] * 20 + [2] * 2)
+    split = {"x": np.arange(len(y))[:, None], "y": y, "length": np.ones(len(y), int)}
+    part = subsample(split, 0.25, seed=1)
+    assert np.bincount(part["y"]).tolist() == [20, 5, 1]   # every class kept, at least one row
+    assert np.array_equal(part["x"], subsample(split, 0.25, seed=1)["x"])
+    assert not np.array_equal(part["x"], subsample(split, 0.25, seed=2)["x"])
+    assert np.array_equal(part["y"], y[part["x"][:, 0]])   # rows stay whole
+    assert subsample(split, 1.0, seed=1) is split
+
+
+def test_study_name_follows_the_space_and_data_not_the_budget():
+    base = make_params(**tune_params())
+    train = base.train
+    name = studies.study_name(base, train, "data1")
+    assert name.startswith("textclf-seoul120-")
+    more_trials = make_params(**tune_params(n_trials=50, timeout=60, pruner="hyperband", sampler_seed=7))
+    assert studies.study_name(more_trials, train, "data1") == name
+    other_space = make_params(**tune_params(space={**SPACE, "optimizer": {"type": "categorical",
+                                                                         "choices": ["adam", "sgd"]}}))
+    assert studies.study_name(other_space, train, "data1") != name
+    assert studies.study_name(base, train, "data2") != name
+    assert studies.study_name(make_params(**tune_params(study_name="mine")), train, "data1") == "mine"
+
+
+def test_baseline_is_the_params_yaml_values_the_space_contains():
+    params = make_params(**tune_params(space={
+        **SPACE, "model.cell": {"type": "categorical", "choices": ["lstm", "gru"]},
+        "model.bidirectional": {"type": "categorical", "choices": [1, 2]},   # False is not 0 here
+        "batch_size": {"type": "int", "low": 32, "high": 128}}))
+    start = studies.baseline(params.tune.space, params.train, prepared_maxlen=12)
+    # units 8 and maxlen 0 (= the prepared 12) fit; lr 0.001 is the low end; batch 16 is outside.
+    assert start == {"model.units": 8, "learning_rate": 0.001, "maxlen": 12, "model.cell": "gru"}
+    assert studies.baseline(params.tune.space, params.train, prepared_maxlen=11).get("maxlen") is None
+
+
+def test_workers_refuse_sqlite_and_passwords_are_hidden():
+    with pytest.raises(StageError, match="SQLite.*journal:tune/optuna.journal.*postgresql://"):
+        studies.open_storage("sqlite:///tune/optuna.db", worker=True)
+    assert studies.redact("postgresql://me:secret@db.example:5432/optuna") == \
+        "postgresql://me:***@db.example:5432/optuna"
+    assert studies.sampler_seed(make_params().tune, worker=False) == 42
+    assert studies.sampler_seed(make_params().tune, worker=True) != 42
+
+
+def test_space_above_the_prepared_length_fails_before_any_trial(project, capsys):
+    from pipeline.tune import main
+
+    write_project(project, space={**SPACE, "maxlen": {"type": "int", "low": 6, "high": 40}})
+    assert main(["--no-track"]) == 2
+    assert "tune.space.maxlen: goes up to 40, above the prepared length (prepare.maxlen 12)" in \
+        capsys.readouterr().err
+    assert not (project / "tune" / "best_params.json").exists()
+
+
+def test_no_trials_means_train_keeps_its_params(project):
+    from pipeline.train import resolve_tuned
+    from pipeline.tune import main
+
+    write_project(project, n_trials=0)
+    assert main(["--no-track"]) == 0
+    best = json.loads((project / "tune" / "best_params.json").read_text())
+    assert best["params"] == {} and best["study"] is None
+    params = make_params(**tune_params())
+    assert resolve_tuned(params).train == params.train
+    assert not (project / "tune" / "optuna.db").exists()
+
+
+def test_train_merges_the_best_trial_only_when_asked(project):
+    from pipeline.train import resolve_tuned
+
+    params = make_params(**tune_params())
+    with pytest.raises(StageError, match="tune/best_params.json: missing; run the tune stage first"):
+        resolve_tuned(params)
+    (project / "tune").mkdir()
+    (project / "tune" / "best_params.json").write_text(json.dumps({"params": {"model.units": 12, "maxlen": 8}}))
+    merged = resolve_tuned(params)
+    assert (merged.train.model.units, merged.train.maxlen) == (12, 8)
+    assert merged.train.model.cell == "gru" and merged.tune == params.tune
+    off = make_params(**{**tune_params(), "train": {**tune_params()["train"], "use_tuned": False}})
+    assert resolve_tuned(off).train.model.units == 8
+    (project / "tune" / "best_params.json").write_text(json.dumps({"params": {"model.units": 0}}))
+    with pytest.raises(StageError, match="tune/best_params.json: train.model.units: expected an integer >= 1"):
+        resolve_tuned(params)
+
+
+# --- the stage, in this process, against real SQLite stores ----------------------------------------
+
+def test_study_prunes_records_failures_resumes_and_is_tracked(project):
+    """Enqueued trials make the story certain: a good one, a hopeless one (pruned after its first
+    epoch), and one whose maxlen the data cannot serve (it raises: FAIL, the study goes on)."""
+    import mlflow
+
+    from pipeline.tune import main
+
+    write_project(project, study_name="t")
+    (project / "tune").mkdir()
+    study = optuna.create_study(study_name="t", storage="sqlite:///tune/optuna.db", direction="maximize")
+    for values in (GOOD, BAD, {**GOOD, "maxlen": 20}):
+        study.enqueue_trial(values, skip_if_exists=False)
+    assert main([]) == 0
+
+    trials = optuna.load_study(study_name="t", storage="sqlite:///tune/optuna.db").get_trials()
+    states = [t.state.name for t in trials]
+    assert states[:3] == ["COMPLETE", "PRUNED", "FAIL"]
+    assert sum(s in ("COMPLETE", "PRUNED") for s in states) == 4 and len(trials) == 5
+    assert "train.maxlen: 20 is above the prepared length" in trials[2].user_attrs["fail_reason"]
+    assert list(trials[0].intermediate_values) == [0, 1, 2] and list(trials[1].intermediate_values) == [0]
+    assert trials[0].value > 0.8   # token 3 or 4 decides the class: the good config learns it
+
+    best = json.loads((project / "tune" / "best_params.json").read_text())
+    top = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    assert best == {"study": "t", "trial": top.number, "metric": "val/accuracy", "value": top.value,
+                    "params": top.params}
+    summary = json.loads((project / "tune" / "study.json").read_text())
+    assert summary["trials"] == {"complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
+                                 "fail": 1, "running": 0}
+    table = (project / "tune" / "trials.csv").read_text().splitlines()
+    assert len(table) == 6 and table[3].split(",")[1] == "FAIL"
+    for name in ("history", "importances", "parallel"):
+        assert (project / "tune" / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("textclf-seoul120").experiment_id])
+    parent = next(r for r in runs if r.info.run_name == "tune")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["tune.best_trial"] == str(top.number)
+    assert parent.data.tags["tune.best_run_id"] == top.user_attrs["mlflow_run_id"]
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "tune")} >= {
+        "tune/best_params.json", "tune/study.json", "tune/trials.csv", "tune/plots"}
+    nested = {r.data.tags["optuna.trial"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert sorted(nested) == ["0", "1", "2", "3", "4"]
+    assert [nested[n].data.tags["optuna.state"] for n in "012"] == ["COMPLETE", "PRUNED", "FAIL"]
+    assert [nested[n].info.status for n in "012"] == ["FINISHED", "FINISHED", "FAILED"]
+    assert "train.maxlen: 20" in nested["2"].data.tags["pipeline.error"]
+    assert nested["0"].data.params["train.learning_rate"] == "0.05"
+    assert len(client.get_metric_history(nested["0"].info.run_id, "val/accuracy")) == 3
+    assert len(client.get_metric_history(nested["1"].info.run_id, "val/accuracy")) == 1
+    assert "trial/seconds" in nested["0"].data.metrics
+
+    # Re-running resumes: the study already has its trials, nothing is trained, outputs are the same.
+    before = (project / "tune" / "best_params.json").read_bytes()
+    assert main(["--no-track"]) == 0
+    assert len(optuna.load_study(study_name="t", storage="sqlite:///tune/optuna.db").trials) == 5
+    assert (project / "tune" / "best_params.json").read_bytes() == before
+    # A larger budget runs only the missing trials.
+    write_project(project, study_name="t", n_trials=5)
+    assert main(["--no-track"]) == 0
+    assert len(optuna.load_study(study_name="t", storage="sqlite:///tune/optuna.db").trials) == 6
+
+
+# --- several worker processes on one study -----------------------------------------------------------
+
+def run_tune(root: Path, env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline.tune", *args], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def two_workers_then_main(root: Path, storage: str, track: bool) -> tuple[optuna.Study, list[str]]:
+    """2 `--worker` processes at once on one study, then the stage run that writes the outputs."""
+    write_project(root, n_trials=6, epochs=2, study_name="shared")
+    env = {**os.environ, "OPTUNA_STORAGE": storage, "PYTHONPATH": str(REPO),
+           "PIPELINE_CACHE_DIR": str(root / ".cache")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    if track:   # the MLflow store exists before the workers start (as after any earlier stage)
+        import mlflow
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}").search_experiments()
+    flags = () if track else ("--no-track",)
+    workers = [run_tune(root, env, "--worker", *flags) for _ in range(2)]
+    errors = []
+    for proc in workers:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        errors.append(err)
+    main = run_tune(root, env, *flags)
+    out, err = main.communicate(timeout=600)
+    assert main.returncode == 0, err[-3000:]
+    errors.append(err)
+    return optuna.load_study(study_name="shared", storage=open_for_reading(root, storage)), errors
+
+
+def open_for_reading(root: Path, storage: str):
+    if storage.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+        return optuna.storages.JournalStorage(JournalFileBackend(str(root / storage[len("journal:"):])))
+    return storage
+
+
+def check_shared_study(study: optuna.Study, errors: list[str], root: Path) -> None:
+    trials = study.get_trials()
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    surplus = [t for t in trials if t.state.name == "FAIL"]
+    assert len(finished) == 6, [t.state.name for t in trials]
+    # A FAIL here can only be a trial started when the last one was already taken elsewhere.
+    assert all("already has its 6 trials" in t.user_attrs.get("fail_reason", "") for t in surplus)
+    assert len({t.number for t in trials}) == len(trials)
+    assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == 6, "two trials tried the same values"
+    assert len({t.user_attrs["worker"] for t in finished}) == 2, "both workers ran trials"
+    assert not any("locked" in e.lower() for e in errors), errors
+    assert "6 of 6 trials" in errors[2]   # the stage run found the study complete
+    best = json.loads((root / "tune" / "best_params.json").read_text())
+    assert best["trial"] == study.best_trial.number
+
+
+def test_two_workers_on_one_journal_file(tmp_path):
+    study, errors = two_workers_then_main(tmp_path, "journal:tune/optuna.journal", track=True)
+    check_shared_study(study, errors, tmp_path)
+    import mlflow
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("textclf-seoul120").experiment_id])
+    parents = {r.info.run_id: r.data.tags["optuna.role"] for r in runs if r.info.run_name == "tune"}
+    assert sorted(parents.values()) == ["main", "worker", "worker"]
+    trial_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in parents]
+    assert len([r for r in trial_runs if r.data.tags["optuna.state"] != "FAIL"]) == 6
+    assert {r.info.status for r in runs} == {"FINISHED"} | ({"FAILED"} if len(trial_runs) > 6 else set())
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory):
+    """A PostgreSQL server of our own on 127.0.0.1 (or $PIPELINE_TEST_POSTGRES_URL)."""
+    import glob
+    import shutil
+    import tempfile
+
+    from httpsite import free_port
+
+    if os.environ.get("PIPELINE_TEST_POSTGRES_URL"):
+        yield os.environ["PIPELINE_TEST_POSTGRES_URL"]
+        return
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or list(filter(None, [shutil.which("initdb")]))
+    if not found:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it)")
+    bindir = Path(found[-1]).parent
+    # PostgreSQL refuses to run as root: as root, the server runs as the postgres user.
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))
+    if as_user:
+        shutil.chown(data, "postgres", "postgres")
+    port = free_port()
+
+    def pg(*cmd: str) -> None:
+        subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)
+
+    pg(str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "optuna", "--no-sync")
+    pg(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
+       f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    try:
+        pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "optuna", "optuna")
+        yield f"postgresql://optuna@127.0.0.1:{port}/optuna"
+    finally:
+        pg(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_two_workers_on_one_postgresql_server(tmp_path, postgres_url):
+    study, errors = two_workers_then_main(tmp_path, postgres_url, track=False)
+    check_shared_study(study, errors, tmp_path)
+    assert json.loads((tmp_path / "tune" / "study.json").read_text())["storage"].startswith("postgresql://optuna@")

@@ -1,0 +1,39 @@
+"""A tiny, learnable prepared dataset: in memory (Prepared) or as the prepare stage's files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def tiny_data(n: int = 192, maxlen: int = 12, vocab: int = 30, seed: int = 0):
+    """Class 1 rows contain token 3, class 0 rows token 4; lengths vary (post-padded)."""
+    from pipeline.train import Prepared
+
+    rng = np.random.default_rng(seed)
+
+    def split(n_rows: int) -> dict:
+        y = rng.integers(0, 2, n_rows).astype(np.int32)
+        lengths = rng.integers(2, maxlen + 1, n_rows).astype(np.int32)
+        x = np.zeros((n_rows, maxlen), np.int32)
+        for i, (label, n_tok) in enumerate(zip(y, lengths)):
+            row = rng.integers(5, vocab, n_tok)
+            row[rng.integers(0, n_tok)] = 3 if label else 4
+            x[i, :n_tok] = row
+        return {"x": x, "y": y, "length": lengths, "raw_length": lengths}
+
+    return Prepared(split(n), split(64), vocab, ["0", "1"], "post", maxlen)
+
+
+def write_prepared(folder: Path, n: int = 192, maxlen: int = 12, vocab: int = 30, seed: int = 0) -> None:
+    """data/prepared as the prepare stage writes it (train / val / test, vocab, labels, params)."""
+    data = tiny_data(n, maxlen, vocab, seed)
+    test = tiny_data(64, maxlen, vocab, seed + 1).val
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, split in (("train", data.train), ("val", data.val), ("test", test)):
+        np.savez(folder / f"{name}.npz", **split)
+    (folder / "vocab.json").write_text(json.dumps({f"w{i}": i for i in range(vocab)}))
+    (folder / "labels.json").write_text(json.dumps(data.labels))
+    (folder / "params.json").write_text(json.dumps(
+        {"prepare": {"maxlen": maxlen, "padding": "post", "truncating": "pre"}}))
