@@ -185,14 +185,16 @@ def run_trials(study, objective: Objective, cfg, worker: bool) -> int:
     studies.fail_dead_trials(study)
     report = Report(cfg.n_trials)
     while studies.counted(study) < cfg.n_trials:
-        if cfg.timeout and time.monotonic() - started >= cfg.timeout:
-            say(f"tune.timeout ({cfg.timeout:g} s) reached")
-            break
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[report], gc_after_trial=True)
         ran += 1
         failures_in_a_row = failures_in_a_row + 1 if report.last_state == "FAIL" else 0
         if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             say(f"{failures_in_a_row} trials failed in a row; stopping (see the reasons above)")
+            break
+        # Checked between trials, as Optuna does: a trial in progress finishes, and a run does at
+        # least one trial however short the timeout.
+        if cfg.timeout and time.monotonic() - started >= cfg.timeout and studies.counted(study) < cfg.n_trials:
+            say(f"tune.timeout ({cfg.timeout:g} s) reached")
             break
     if not worker:
         wait_for_workers(study)

@@ -133,6 +133,18 @@ def test_no_trials_means_train_keeps_its_params(project):
     assert not (project / "tune" / "optuna.db").exists()
 
 
+def test_timeout_ends_the_run_after_the_trial_in_progress(project, capsys):
+    from pipeline.tune import main
+
+    write_project(project, n_trials=50, timeout=0.01)
+    assert main(["--no-track"]) == 0
+    trials = optuna.load_study(study_name=json.loads((project / "tune" / "study.json").read_text())["study"],
+                               storage="sqlite:///tune/optuna.db").get_trials()
+    assert len(trials) == 1 and trials[0].user_attrs["baseline"] is True
+    assert "tune.timeout (0.01 s) reached" in capsys.readouterr().err
+    assert json.loads((project / "tune" / "best_params.json").read_text())["trial"] == 0
+
+
 def test_train_merges_the_best_trial_only_when_asked(project):
     from pipeline.train import resolve_tuned
 
