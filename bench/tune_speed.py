@@ -35,7 +35,7 @@ def run(params, pruner: str, trials: int) -> dict:
     study = optuna.create_study(sampler=studies.make_sampler(cfg, cfg.sampler_seed),
                                 pruner=studies.make_pruner(cfg, epochs), direction=studies.direction(cfg.metric))
     objective = Objective(data, base, dataclasses.replace(params, tune=cfg), make_strategy("none"),
-                          trials, track=False, progress=False)
+                          track=False, progress=False)
     started = time.perf_counter()
     run_trials(study, objective, cfg, worker=True)
     seconds = time.perf_counter() - started

@@ -64,6 +64,16 @@ def write_json(target: str | Path, data: Any) -> None:
                        encoding="utf-8")
 
 
+def write_png(figure: Any, target: str | Path, **savefig: Any) -> None:
+    """A matplotlib figure as a PNG file, atomically; a pyplot figure is closed afterwards."""
+    with atomic_file(target) as tmp:
+        figure.savefig(tmp, format="png", **savefig)
+    if getattr(figure.canvas, "manager", None) is not None:   # made by pyplot: release it there
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -209,8 +209,7 @@ def override(train: TrainParams, values: Mapping[str, Any], source: str) -> Trai
     """`train` with dotted keys ("model.units", "learning_rate") replaced, checked like params.yaml."""
     merged = to_dict(train)
     for key, value in values.items():
-        if key not in tunable_keys():
-            raise ParamsError(f"{source}: {key}: not a tunable train key (allowed: {', '.join(tunable_keys())})")
+        _check_tunable(key, key, source)
         *parents, leaf = key.split(".")
         target = merged
         for part in parents:
@@ -222,6 +221,11 @@ def override(train: TrainParams, values: Mapping[str, Any], source: str) -> Trai
 def tunable_keys() -> tuple[str, ...]:
     model = tuple(f"model.{f.name}" for f in dataclasses.fields(ModelParams))
     return model + TUNABLE_TRAIN_KEYS
+
+
+def _check_tunable(key: str, where: str, source: str) -> None:
+    if key not in tunable_keys():
+        raise ParamsError(f"{source}: {where}: not a tunable train key (allowed: {', '.join(tunable_keys())})")
 
 
 def _train_field(key: str) -> tuple[Any, Any]:
@@ -375,8 +379,7 @@ def _check_space(space: Mapping[str, SearchDim], source: str) -> None:
     """Every range names a tunable train key and stays inside what that key accepts."""
     for key, dim in space.items():
         where = f"tune.space.{key}"
-        if key not in tunable_keys():
-            raise ParamsError(f"{source}: {where}: not a tunable train key (allowed: {', '.join(tunable_keys())})")
+        _check_tunable(key, where, source)
         tp, meta = _train_field(key)
         if dim.type == "categorical":
             if not dim.choices:

@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from pipeline import paths  # noqa: E402
-from pipeline.atomic import atomic_file, write_json  # noqa: E402
+from pipeline.atomic import atomic_file, write_json, write_png  # noqa: E402
 from pipeline.cli import StageError, run_stage, stage_parser  # noqa: E402
 from pipeline.config import Params  # noqa: E402
 
@@ -95,7 +95,7 @@ def write_plots(y: np.ndarray, proba: np.ndarray, labels: list[str], folder: Pat
     ax.set_ylabel("actual")
     ax.set_title("confusion matrix (test)")
     fig.tight_layout()
-    _save_png(fig, folder / "confusion.png")
+    write_png(fig, folder / "confusion.png", dpi=100)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(fpr, tpr, label=f"AUC {area:.3f}")
     ax.plot([0, 1], [0, 1], ":", color="grey")
@@ -103,16 +103,8 @@ def write_plots(y: np.ndarray, proba: np.ndarray, labels: list[str], folder: Pat
     ax.set_ylabel("true positive rate")
     ax.set_title("ROC (test)" + ("" if proba.shape[1] == 2 else ", micro-average"))
     ax.legend(loc="lower right")
-    _save_png(fig, folder / "roc.png")
+    write_png(fig, folder / "roc.png", dpi=100)
     return area
-
-
-def _save_png(fig, target: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_file(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def _hangul_font() -> str | None:

@@ -93,19 +93,26 @@ def shorten(split: dict, maxlen: int, padding: str, truncating: str) -> dict:
     return {**split, "x": out, "length": kept.astype(split["length"].dtype)}
 
 
-def resolve_tuned(params: Params, best_file: Path = paths.BEST_PARAMS) -> Params:
-    """params with the tune stage's best values merged over train (train.use_tuned)."""
-    if not params.train.use_tuned:
-        return params
+def read_tuned(best_file: Path = paths.BEST_PARAMS) -> dict:
+    """The tune stage's result: study, trial, metric, value and the best `params`."""
     if not best_file.is_file():
         raise StageError(f"{best_file}: missing; run the tune stage first (dvc repro tune), "
                          "or set train.use_tuned: false")
     try:
-        values = json.loads(best_file.read_text(encoding="utf-8"))["params"]
-    except (ValueError, KeyError, TypeError) as exc:
+        best = json.loads(best_file.read_text(encoding="utf-8"))
+        best["params"].items()
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StageError(f"{best_file}: not a tune result ({exc}); run the tune stage again") from None
+    return {k: best.get(k) for k in ("study", "trial", "metric", "value", "params")}
+
+
+def resolve_tuned(params: Params, best_file: Path = paths.BEST_PARAMS) -> Params:
+    """params with the tune stage's best values merged over train (train.use_tuned)."""
+    if not params.train.use_tuned:
+        return params
     try:
-        return dataclasses.replace(params, train=override(params.train, values, str(best_file)))
+        return dataclasses.replace(params, train=override(params.train, read_tuned(best_file)["params"],
+                                                          str(best_file)))
     except ParamsError as exc:
         raise StageError(str(exc)) from None
 
@@ -443,14 +450,6 @@ def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info
         (tmp / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
 
 
-def tuned_from(cfg: TrainParams, best_file: Path = paths.BEST_PARAMS) -> dict:
-    """The study and trial the tuned values came from ({} when train.use_tuned is off)."""
-    if not cfg.use_tuned:
-        return {}
-    best = json.loads(best_file.read_text(encoding="utf-8"))
-    return {k: best.get(k) for k in ("study", "trial", "metric", "value", "params")}
-
-
 def _body(params: Params, args) -> None:
     import tensorflow as tf
 
@@ -471,7 +470,7 @@ def _body(params: Params, args) -> None:
         import mlflow
 
         active = mlflow.active_run()
-    tuned = tuned_from(cfg)
+    tuned = read_tuned() if cfg.use_tuned else {}   # where the merged values came from
     if active and chief:
         mlflow.log_params({"train.replicas": strategy.num_replicas_in_sync,
                            "train.strategy": type(strategy).__name__})

@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from pipeline import paths, studies  # noqa: E402
-from pipeline.atomic import atomic_file, write_json  # noqa: E402
+from pipeline.atomic import atomic_file, write_json, write_png  # noqa: E402
 from pipeline.cli import StageError, run_stage, stage_parser  # noqa: E402
 from pipeline.config import Params, TrainParams, override  # noqa: E402
 from pipeline.studies import say  # noqa: E402
@@ -81,7 +81,6 @@ class Objective:
     base: TrainParams           # params.yaml's train, with tune.epochs applied
     params: Params
     strategy: Any
-    budget: int
     track: bool
     progress: bool | None = None
 
@@ -92,8 +91,9 @@ class Objective:
         from pipeline.seed import set_seed
         from pipeline.train import fit
 
-        if studies.ahead_of(trial.study, trial.number) >= self.budget:
-            raise SurplusTrial(f"the study already has its {self.budget} trials (another worker started "
+        budget = self.params.tune.n_trials
+        if studies.ahead_of(trial.study, trial.number) >= budget:
+            raise SurplusTrial(f"the study already has its {budget} trials (another worker started "
                                "the last one first)")
         trial.set_user_attr("worker", studies.WORKER)
         values = studies.suggest(trial, self.params.tune.space)
@@ -110,13 +110,14 @@ class Objective:
                              "optuna.worker": studies.WORKER})
             mlflow.log_params({"trial.number": trial.number, **{f"train.{k}": v for k, v in values.items()}})
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
-        pruning = KerasPruningCallback(trial, monitor=metric.replace("/", "_"))
+        monitor = metric.replace("/", "_")   # Keras-style log name, as the callback expects
+        pruning = KerasPruningCallback(trial, monitor=monitor)
 
         def on_epoch_end(epoch: int, row: dict) -> None:
             if run:
                 mlflow.log_metrics({k: v for k, v in row.items() if "/" in k}, step=epoch + 1)
             trial.set_user_attr("epochs", epoch + 1)
-            pruning.on_epoch_end(epoch, {metric.replace("/", "_"): row[metric]})
+            pruning.on_epoch_end(epoch, {monitor: row[metric]})
 
         started = time.perf_counter()
         try:
@@ -157,6 +158,11 @@ def _end_trial_run(run, state: str, seconds: float, reason: str = "") -> None:
     mlflow.end_run("FAILED" if state == "FAIL" else "FINISHED")
 
 
+def fail_reason(trial) -> str:
+    """Ours (user attr, set by Objective), else the one Optuna recorded; "" for other states."""
+    return trial.user_attrs.get("fail_reason") or trial.system_attrs.get("fail_reason", "")
+
+
 class Report:
     """A study callback: one line per trial this process finished; remembers the last state."""
 
@@ -170,7 +176,7 @@ class Report:
         elif self.last_state == "PRUNED":
             what = f"pruned after epoch {trial.user_attrs.get('epochs', '?')}"
         else:
-            what = f"failed: {trial.user_attrs.get('fail_reason') or trial.system_attrs.get('fail_reason', '?')}"
+            what = f"failed: {fail_reason(trial) or '?'}"
         best = ""
         if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
             best = f"; best {study.best_value:.4f} (trial {study.best_trial.number})"
@@ -242,23 +248,20 @@ def trials_table(study):
         rows.append({"trial": t.number, "state": t.state.name, "value": t.value,
                      "epochs": t.user_attrs.get("epochs"), "seconds": t.user_attrs.get("seconds"),
                      **{f"param.{k}": v for k, v in t.params.items()},
-                     "reason": t.user_attrs.get("fail_reason", t.system_attrs.get("fail_reason", ""))})
+                     "reason": fail_reason(t)})
     return pd.DataFrame(rows)
 
 
-def plot_files(study, metric: str, folder: Path) -> list[Path]:
+def plot_files(study, metric: str, folder: Path) -> None:
     """Optuna's own plots (matplotlib backend); a plot it cannot draw yet says why instead."""
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import optuna
     from optuna.visualization import matplotlib as ovm
 
-    folder.mkdir(parents=True, exist_ok=True)
     makers = {"history": lambda: ovm.plot_optimization_history(study, target_name=metric),
               "importances": lambda: ovm.plot_param_importances(study),
               "parallel": lambda: ovm.plot_parallel_coordinate(study, target_name=metric)}
-    written = []
     for name in PLOTS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # the matplotlib backend is "experimental"
@@ -268,12 +271,7 @@ def plot_files(study, metric: str, folder: Path) -> list[Path]:
                 figure.set_size_inches(*PLOTS[name])
             except (ValueError, RuntimeError, ZeroDivisionError, optuna.exceptions.OptunaError) as exc:
                 figure = _message_figure(name, f"not available yet: {exc}")
-        target = folder / f"{name}.png"
-        with atomic_file(target) as tmp:
-            figure.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
-        plt.close(figure)
-        written.append(target)
-    return written
+        write_png(figure, folder / f"{name}.png", dpi=90, bbox_inches="tight")
 
 
 def _message_figure(title: str, text: str):
@@ -288,11 +286,10 @@ def write_outputs(study, url: str, metric: str) -> dict:
     info = summary(study, url, metric)
     if "best" not in info:
         t = info["trials"]
-        reasons = [r for r in trials_table(study).get("reason", []) if r]
+        reasons = [r for r in map(fail_reason, study.get_trials(deepcopy=False)) if r]
         raise StageError(f"tune: no trial completed ({t['fail']} failed, {t['pruned']} pruned)"
                          + (f"; first failure: {reasons[0]}" if reasons else "")
                          + "; previous outputs are left as they were")
-    paths.TUNE_DIR.mkdir(parents=True, exist_ok=True)
     plot_files(study, metric, PLOTS_DIR)
     with atomic_file(TRIALS_CSV) as tmp:
         trials_table(study).to_csv(tmp, index=False)
@@ -307,12 +304,8 @@ def write_outputs(study, url: str, metric: str) -> dict:
 def write_untuned() -> None:
     """tune.n_trials 0: train keeps params.yaml's values (empty params), and the outputs say so."""
     note = "tune.n_trials is 0: no study; train uses params.yaml's train section as it is"
-    paths.TUNE_DIR.mkdir(parents=True, exist_ok=True)
     for name in PLOTS:
-        figure = _message_figure(name, note)
-        PLOTS_DIR.mkdir(parents=True, exist_ok=True)
-        with atomic_file(PLOTS_DIR / f"{name}.png") as tmp:
-            figure.savefig(tmp, format="png", dpi=90)
+        write_png(_message_figure(name, note), PLOTS_DIR / f"{name}.png", dpi=90)
     with atomic_file(TRIALS_CSV) as tmp:
         tmp.write_text("trial,state,value\n")
     write_json(SUMMARY, {"study": None, "note": note, "trials": {"complete": 0}})
@@ -363,8 +356,7 @@ def _body(params: Params, args) -> None:
         mlflow.log_params({"tune.sampler_seed_used": seed, "tune.train_rows": len(data.train["y"])})
     # Trials under multi_worker would need every worker in step; Optuna workers replace it here.
     distribute = "auto" if params.train.distribute == "multi_worker" else params.train.distribute
-    objective = Objective(data, base, params, make_strategy(distribute, params.train.devices),
-                          cfg.n_trials, track)
+    objective = Objective(data, base, params, make_strategy(distribute, params.train.devices), track)
     ran = run_trials(study, objective, cfg, args.worker)
     if args.worker:
         say(f"worker done: {ran} trial(s) here; the study has {studies.counted(study)} of {cfg.n_trials}")

@@ -290,8 +290,9 @@ def test_two_workers_on_one_journal_file(tmp_path):
     parents = {r.info.run_id: r.data.tags["optuna.role"] for r in runs if r.info.run_name == "tune"}
     assert sorted(parents.values()) == ["main", "worker", "worker"]
     trial_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in parents]
-    assert len([r for r in trial_runs if r.data.tags["optuna.state"] != "FAIL"]) == 6
-    assert {r.info.status for r in runs} == {"FINISHED"} | ({"FAILED"} if len(trial_runs) > 6 else set())
+    # A surplus trial (if any) fails before its MLflow run would start: the runs are the 6 trials.
+    assert len(trial_runs) == 6 and {r.data.tags["optuna.state"] for r in trial_runs} <= {"COMPLETE", "PRUNED"}
+    assert {r.info.status for r in runs} == {"FINISHED"}
 
 
 @pytest.fixture(scope="module")
