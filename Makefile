@@ -16,7 +16,7 @@ export KERAS_HOME := $(CURDIR)/.cache/keras
 export PIPELINE_CACHE_DIR := $(CURDIR)/.cache
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install repro test test-slow bench bench-train bench-tune ui dashboard clean-venv
+.PHONY: help install repro test test-slow bench bench-train bench-tune bench-predict ui dashboard clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,6 +47,9 @@ bench-train: $(STAMP)  ## training speed against model.fit on padded arrays (nee
 
 bench-tune: $(STAMP)  ## tune trials/hour with pruning against without (needs data/prepared: make repro)
 	$(BIN)/python bench/tune_speed.py --trials 20
+
+bench-predict: $(STAMP)  ## pipeline.predict docs/s against the tutorial loop (needs ../shared/data)
+	$(BIN)/python bench/predict_speed.py --input ../shared/data/nsmc/ratings_train.txt --rows 50000
 
 # One uvicorn worker and no job runner: the defaults (4 workers + 8 huey job consumers, used only
 # by GenAI evaluation jobs) take ~2.8 GiB of processes to browse a few runs.

@@ -2,7 +2,8 @@
 
 Outputs data/prepared/{train,val,test}.npz (x: int32 [n, maxlen], y: int32, length: tokens kept
 after truncation, raw_length: tokens before it, id), vocab.json (token -> id; PAD=0, OOV=1),
-labels.json (class id -> label), params.json; data/prepare_stats.json (class counts per split,
+labels.json (class id -> label), params.json, preprocess.json (how raw text becomes tokens, from
+tokens.parquet: what a model needs to label new text); data/prepare_stats.json (class counts per split,
 OOV rate, length percentiles, to choose maxlen) and data/plots/lengths.csv (a DVC plot).
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pipeline.cli import run_stage, stage_parser
 from pipeline.config import Params, PrepareParams, to_dict
 from pipeline.readers import DataError
 from pipeline.seed import set_seed
-from pipeline.tokenize import length_percentiles
+from pipeline.tokenize import length_percentiles, read_preprocess_spec
 
 READS = ("prepare",)
 PAD, OOV = "<pad>", "<oov>"
@@ -161,8 +162,11 @@ def length_histogram(raw_lengths: np.ndarray, maxlen: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(arrays: dict, vocab: dict, names: list[str], stats: dict, params: Params) -> None:
+def write_outputs(arrays: dict, vocab: dict, names: list[str], stats: dict, params: Params,
+                  preprocess: dict) -> None:
     with atomic_dir(paths.PREPARED_DIR) as tmp:
+        (tmp / "preprocess.json").write_text(json.dumps(preprocess, ensure_ascii=False, indent=2) + "\n",
+                                             encoding="utf-8")
         for split, arr in arrays.items():
             np.savez(tmp / f"{split}.npz", **arr)
         (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -177,15 +181,17 @@ def write_outputs(arrays: dict, vocab: dict, names: list[str], stats: dict, para
 
 def _body(params: Params, args) -> None:
     tokens = read_tokens(paths.TOKENS)
+    preprocess = read_preprocess_spec(paths.TOKENS)
     arrays, vocab, names, stats = prepare(tokens, params.prepare)
-    write_outputs(arrays, vocab, names, stats, params)
+    write_outputs(arrays, vocab, names, stats, params, preprocess)
     from pipeline import tracking
     if tracking.is_tracking():
         import mlflow
 
         tracking.log_stats(stats, "prepare")
         tracking.log_files([paths.PREPARE_STATS, paths.LENGTHS_PLOT] + [
-            paths.PREPARED_DIR / f for f in ("vocab.json", "labels.json", "params.json")], "prepare")
+            paths.PREPARED_DIR / f for f in ("vocab.json", "labels.json", "params.json", "preprocess.json")],
+            "prepare")
         maxlen = params.prepare.maxlen
         mlflow.log_figure(tracking.histogram_figure(
             arrays["train"]["raw_length"], maxlen,

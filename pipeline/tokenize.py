@@ -5,12 +5,14 @@ words independently); analyses are cached by (analyzer, options, text) in
 .cache/tokenize/analysis.sqlite, so a re-run that changes only POS filters or stopwords analyses
 nothing; the rest is spread over `tokenize.workers` (Okt: threads in one JVM; the other JVM
 analyzers: processes, one JVM each). Output: data/tokens.parquet (id, label, split, tokens,
-length) and data/tokenize_stats.json.
+length; its metadata holds the preprocessing spec that models carry to raw-text prediction) and
+data/tokenize_stats.json.
 """
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import math
 import os
 import sqlite3
@@ -37,6 +39,8 @@ from pipeline.readers import DataError, load_documents
 READS = ("dataset.name", "dataset.classes", "dataset.table.format", "dataset.table.text_columns",
          "dataset.table.label_column", "dataset.table.id_column", "dataset.table.encoding", "tokenize")
 MIN_DOCS_PER_WORKER = 300   # below this a process and a JVM cost more than they save
+PREPROCESS_KEY = b"pipeline.preprocess"   # tokens.parquet metadata: how raw text became tokens
+EXAMPLE_CHARS = 200
 
 
 class AnalysisCache:
@@ -70,6 +74,26 @@ class AnalysisCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+class MemoryCache:
+    """AnalysisCache's interface in a dict: prediction reuses analyses across batches in one process."""
+
+    def __init__(self, max_items: int = 2_000_000) -> None:
+        self._items: dict[tuple[str, bytes], str] = {}
+        self._max = max_items
+
+    def get_many(self, sig: str, keys: Sequence[bytes]) -> dict[bytes, str]:
+        items = self._items
+        return {k: items[(sig, k)] for k in keys if (sig, k) in items}
+
+    def put_many(self, sig: str, items: Iterable[tuple[bytes, str]]) -> None:
+        if len(self._items) > self._max:   # bounded: a long stream must not grow without end
+            self._items.clear()
+        self._items.update(((sig, k), v) for k, v in items)
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -198,8 +222,11 @@ def load_stopwords(cfg: TokenizeParams, base: Path) -> frozenset[str]:
 
 def tokenize_texts(texts: Sequence[str], cfg: TokenizeParams, cache_path: Path | None,
                    stopwords: frozenset[str] = frozenset(), progress: bool | None = None,
-                   ) -> tuple[list[list[str] | None], Report]:
-    """Tokens per text (None where normalisation left nothing), and what it took."""
+                   memory: MemoryCache | None = None) -> tuple[list[list[str] | None], Report]:
+    """Tokens per text (None where normalisation left nothing), and what it took.
+
+    Analyses come from the SQLite cache at cache_path, or from `memory` (prediction) when given.
+    """
     report = Report(documents=len(texts))
     t0 = time.perf_counter()
     normalize = Normalizer(cfg.unicode, cfg.lowercase, cfg.strip_html, cfg.clean_pattern, cfg.max_chars)
@@ -218,7 +245,9 @@ def tokenize_texts(texts: Sequence[str], cfg: TokenizeParams, cache_path: Path |
     units = list(dict.fromkeys(w for t in unique for w in t.split(" "))) if spec.word_local else unique
     report.unique_units = len(units)
     report.analysis_unit = "word" if spec.word_local else "text"
-    cache = AnalysisCache(cache_path) if (slow and cache_path is not None) else None
+    cache: AnalysisCache | MemoryCache | None = None
+    if slow:
+        cache = memory if memory is not None else AnalysisCache(cache_path) if cache_path is not None else None
     try:
         unit_analyses = analyze_unique(units, spec, resolve_workers(cfg.workers) if slow else 1,
                                        cfg.worker_kind, cache, report, progress)
@@ -298,7 +327,31 @@ def length_percentiles(lengths: np.ndarray) -> dict:
     return {**{f"p{p}": round(float(v), 2) for p, v in zip((50, 90, 95, 99), q)}, "max": int(lengths.max())}
 
 
-def write_tokens(table: pd.DataFrame, target: Path) -> None:
+def preprocess_spec(cfg: TokenizeParams, stopwords: frozenset[str], docs: pd.DataFrame) -> dict:
+    """Everything that turns a raw text into tokens, as the model needs it at prediction time.
+
+    The stopwords are resolved (the file's words included), so the spec stands alone; a few raw
+    training texts, one per label, become the MLflow model's input example.
+    """
+    has_text = docs["text"].fillna("").astype(str).str.strip() != ""
+    examples = docs[has_text].groupby("label", sort=True).head(1)["text"].head(3)
+    return {"tokenize": to_dict(cfg), "stopwords": sorted(stopwords),
+            "analyzer_signature": analyzer_spec(cfg).signature(),
+            "examples": [str(t)[:EXAMPLE_CHARS] for t in examples]}
+
+
+def read_preprocess_spec(path: Path) -> dict:
+    """The spec write_tokens stored in tokens.parquet."""
+    import pyarrow.parquet as pq
+
+    raw = (pq.read_schema(path).metadata or {}).get(PREPROCESS_KEY)
+    if raw is None:
+        raise DataError(f"{path}: has no preprocessing spec (written by an older version); run the "
+                        "tokenize stage again (dvc repro tokenize)")
+    return json.loads(raw)
+
+
+def write_tokens(table: pd.DataFrame, target: Path, preprocess: dict) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -309,6 +362,7 @@ def write_tokens(table: pd.DataFrame, target: Path) -> None:
         "tokens": pa.array(table["tokens"].tolist(), pa.list_(pa.string())),
         "length": pa.array(table["length"].to_numpy(), pa.int32()),
     })
+    arrow = arrow.replace_schema_metadata({PREPROCESS_KEY: json.dumps(preprocess, ensure_ascii=False)})
     with atomic_file(target) as tmp:
         pq.write_table(arrow, tmp)
 
@@ -326,7 +380,8 @@ def _body(params: Params, args) -> None:
                         "and tokenize.clean_pattern / pos filters")
     stats["seconds"]["total"] = round(time.perf_counter() - t0, 3)
     stats["params"] = {"dataset": to_dict(params.dataset), "tokenize": to_dict(cfg)}
-    write_tokens(table, paths.TOKENS)
+    kept = docs[docs["label"].isin(params.dataset.classes)] if params.dataset.classes else docs
+    write_tokens(table, paths.TOKENS, preprocess_spec(cfg, stopwords, kept))
     write_json(paths.TOKENIZE_STATS, stats)
     from pipeline import tracking
     if tracking.is_tracking():

@@ -7,7 +7,8 @@ Each epoch is a fixed number of steps over a dataset shuffled with seed + epoch,
 takes the same steps and an interrupted run resumes exactly where its last epoch ended.
 
 Writes models/: model.keras (best validation loss), vocab.json, labels.json, params.json,
-history.json, learning_curve.png, run.json (the MLflow run and model URIs).
+preprocess.json (the bundle `python -m pipeline.predict` loads), history.json, learning_curve.png,
+run.json (the MLflow run, and the registered pyfunc model `textclf-<dataset>` that takes raw text).
 """
 from __future__ import annotations
 
@@ -424,37 +425,53 @@ def learning_curve_png(history: list[dict], target: Path) -> None:
     plt.close(fig)
 
 
-def model_signature(num_classes: int):
-    """Token ids of any length in (0 = padding), class probabilities out."""
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import Schema, TensorSpec
+def save_bundle(folder: Path, model, prepared_dir: Path, cfg: TrainParams) -> None:
+    """What pipeline/predictor.py needs to label raw text: the model and how its input was made."""
+    model.save(folder / "model.keras")
+    for name in ("vocab.json", "labels.json", "preprocess.json"):
+        shutil.copyfile(prepared_dir / name, folder / name)
+    (folder / "params.json").write_text(json.dumps(
+        {"train": to_dict(cfg), "prepared": json.loads((prepared_dir / "params.json").read_text(encoding="utf-8"))},
+        ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
-    width = 1 if num_classes == 2 else num_classes
-    return ModelSignature(inputs=Schema([TensorSpec(np.dtype("int32"), (-1, -1), "tokens")]),
-                          outputs=Schema([TensorSpec(np.dtype("float32"), (-1, width), "probabilities")]))
 
+def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info: dict,
+                     publish: Callable[[Path], dict] | None = None) -> None:
+    """models/: the bundle predictor.py loads, the history and its plot, run.json.
 
-def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info: dict) -> None:
+    `publish` logs the finished bundle to MLflow before it takes models/'s place; what it returns
+    (the model's URI and version) goes into run.json.
+    """
     from pipeline.atomic import atomic_dir
 
     with atomic_dir(MODELS_DIR) as tmp:
-        result.model.save(tmp / "model.keras")
-        for name in ("vocab.json", "labels.json"):
-            shutil.copyfile(paths.PREPARED_DIR / name, tmp / name)
-        (tmp / "params.json").write_text(json.dumps(
-            {"train": to_dict(params.train), "prepared": json.loads(
-                (paths.PREPARED_DIR / "params.json").read_text(encoding="utf-8"))},
-            ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        save_bundle(tmp, result.model, paths.PREPARED_DIR, params.train)
         (tmp / "history.json").write_text(json.dumps(result.history, indent=2) + "\n")
         learning_curve_png(result.history, tmp / "learning_curve.png")
+        if publish is not None:
+            run_info = {**run_info, **publish(tmp)}
         (tmp / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+
+
+def publish_model(dataset: str, labels: list[str]) -> Callable[[Path], dict]:
+    """Log the bundle as the registered pyfunc model `textclf-<dataset>` (raw text in)."""
+    def publish(folder: Path) -> dict:
+        from pipeline import pyfunc
+        from pipeline.tracking import registered_model_name
+
+        preprocess = json.loads((folder / "preprocess.json").read_text(encoding="utf-8"))
+        info = pyfunc.log_model(folder, labels, preprocess.get("examples", []),
+                                preprocess["tokenize"]["analyzer"], registered_model_name(dataset))
+        return {"model_uri": info.model_uri, "registered_model": registered_model_name(dataset),
+                "model_version": info.registered_model_version}
+    return publish
 
 
 def _body(params: Params, args) -> None:
     import tensorflow as tf
 
     from pipeline.seed import set_seed
-    from pipeline.tracking import is_tracking, log_files, registered_model_name
+    from pipeline.tracking import is_tracking, log_files
 
     cfg = params.train
     strategy = make_strategy(cfg.distribute, cfg.devices)   # first: MultiWorker must precede other TF ops
@@ -462,6 +479,9 @@ def _body(params: Params, args) -> None:
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     data = load_prepared().cut(cfg.maxlen)
+    if not (paths.PREPARED_DIR / "preprocess.json").is_file():   # checked now, not after training
+        raise StageError(f"{paths.PREPARED_DIR}/preprocess.json: missing (prepared by an older version); "
+                         "run tokenize and prepare again (dvc repro)")
     backup = paths.cache_dir() / "train" / backup_key(cfg, paths.PREPARED_DIR)
     backup.mkdir(parents=True, exist_ok=True)
     chief = is_chief(strategy)
@@ -491,10 +511,8 @@ def _body(params: Params, args) -> None:
     if active:
         mlflow.log_metrics({"best/val_loss": best["val/loss"], "best/val_accuracy": best["val/accuracy"],
                             "best/epoch": result.best_epoch})
-        info = mlflow.keras.log_model(result.model, name="model", signature=model_signature(len(data.labels)),
-                                      registered_model_name=registered_model_name(params.dataset.name))
-        run_info["model_uri"] = info.model_uri
-    write_models_dir(result, data, params, run_info)
+    write_models_dir(result, data, params, run_info,
+                     publish_model(params.dataset.name, data.labels) if active else None)
     if active:
         log_files([MODELS_DIR / name for name in ("vocab.json", "labels.json", "params.json", "history.json",
                                                   "learning_curve.png")], "train")

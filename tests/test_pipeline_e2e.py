@@ -88,7 +88,7 @@ def test_dvc_repro_end_to_end(project):
     assert sizes == {"train": 36, "val": 12, "test": 12}
     assert (root / "dvc.lock").is_file()
     assert (root / "data" / "raw" / "manifest.json").is_file()
-    for name in ("model.keras", "vocab.json", "labels.json", "params.json", "history.json",
+    for name in ("model.keras", "vocab.json", "labels.json", "params.json", "preprocess.json", "history.json",
                  "learning_curve.png", "run.json"):
         assert (root / "models" / name).is_file(), name
     metrics = json.loads((root / "metrics.json").read_text(encoding="utf-8"))
@@ -123,7 +123,7 @@ def test_dvc_repro_end_to_end(project):
             "print(json.dumps([s.inputs.to_dict(), s.outputs.to_dict()]))")
     out = run([sys.executable, "-c", code], root, env)
     inputs, outputs = json.loads(out.stdout.strip().splitlines()[-1])
-    assert inputs[0]["tensor-spec"]["shape"] == [-1, -1] and outputs[0]["tensor-spec"]["shape"] == [-1, 3]
+    assert inputs == [{"type": "string", "required": True}] and len(outputs) == 5   # label, 3 classes, flag
 
     # Nothing changed: download runs (always_changed) and finds the same bytes; the rest is skipped.
     second = dvc(root, env, "repro")

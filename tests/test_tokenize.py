@@ -10,7 +10,8 @@ import pytest
 
 from pipeline.config import DatasetParams, TokenizeParams
 from pipeline.readers import DataError
-from pipeline.tokenize import tokenize_documents, tokenize_texts, write_tokens
+from pipeline.tokenize import (preprocess_spec, read_preprocess_spec, tokenize_documents, tokenize_texts,
+                               write_tokens)
 
 KO = ["이 영화 정말 재밌어요!", "최악의 영화... 돈 아까워", "배우들의 연기가 좋았다", "이 영화 정말 재밌어요!"]
 
@@ -98,8 +99,17 @@ def test_class_filter_and_unknown_class(tmp_path):
 def test_output_schema(tmp_path):
     frame = docs(["one two", "three"])
     table, _ = tokenize_documents(frame, DatasetParams(), TokenizeParams(analyzer="english"), None, frozenset())
-    write_tokens(table, tmp_path / "tokens.parquet")
+    cfg = TokenizeParams(analyzer="english", stopwords_file="stop.txt")
+    spec = preprocess_spec(cfg, frozenset({"the", "a"}), frame)
+    write_tokens(table, tmp_path / "tokens.parquet", spec)
     back = pq.read_table(tmp_path / "tokens.parquet")
     assert back.column_names == ["id", "label", "split", "tokens", "length"]
     assert back.to_pydict()["tokens"] == [["one", "two"], ["three"]]
     assert back.to_pydict()["length"] == [2, 1]
+    # The spec a model needs to read raw text travels with the tokens: stopwords resolved, examples.
+    assert read_preprocess_spec(tmp_path / "tokens.parquet") == spec
+    assert spec["stopwords"] == ["a", "the"] and spec["tokenize"]["analyzer"] == "english"
+    assert spec["examples"] == ["one two", "three"] and spec["analyzer_signature"] == "english"
+    pq.write_table(back.replace_schema_metadata(None), tmp_path / "old.parquet")
+    with pytest.raises(DataError, match="old.parquet: has no preprocessing spec .* run the tokenize stage again"):
+        read_preprocess_spec(tmp_path / "old.parquet")

@@ -204,7 +204,7 @@ def write_prepare_inputs(root: Path, classes=CLASSES, params: str = "") -> None:
             for label in classes for i in range(10)]
     table = pd.DataFrame(rows, columns=["id", "label", "split", "tokens"])
     table["length"] = table["tokens"].map(len)
-    write_tokens(table, root / "data" / "tokens.parquet")
+    write_tokens(table, root / "data" / "tokens.parquet", {"tokenize": {}})
     (root / "params.yaml").write_text(params or "prepare:\n  maxlen: 2\n  val_size: 0.2\n  test_size: 0.2\n",
                                       encoding="utf-8")
 
@@ -224,7 +224,8 @@ def test_prepare_command_is_one_finished_run_with_metrics_and_artifacts(repo):
     assert metrics["prepare/splits/train/classes/경제"] == 6
     assert run.data.params["prepare.maxlen"] == "2" and "tokenize.analyzer" not in run.data.params
     assert artifacts(run.info.run_id, "prepare") == {f"prepare/{name}" for name in (
-        "prepare_stats.json", "vocab.json", "labels.json", "params.json", "lengths.csv", "lengths.png")}
+        "prepare_stats.json", "vocab.json", "labels.json", "params.json", "preprocess.json", "lengths.csv",
+        "lengths.png")}
     png = client().download_artifacts(run.info.run_id, "prepare/lengths.png", str(repo / ".cache"))
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

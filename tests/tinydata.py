@@ -26,6 +26,10 @@ def tiny_data(n: int = 192, maxlen: int = 12, vocab: int = 30, seed: int = 0):
     return Prepared(split(n), split(64), vocab, ["0", "1"], "post", maxlen)
 
 
+# The vocabulary is w0..w29, so the raw text "w3 w7" encodes to [3, 7] with this spec.
+TINY_PREPROCESS = {"tokenize": {"analyzer": "whitespace"}, "stopwords": [], "examples": ["w3 w7 w9", "w4 w8"]}
+
+
 def write_prepared(folder: Path, n: int = 192, maxlen: int = 12, vocab: int = 30, seed: int = 0) -> None:
     """data/prepared as the prepare stage writes it (train / val / test, vocab, labels, params)."""
     data = tiny_data(n, maxlen, vocab, seed)
@@ -37,3 +41,4 @@ def write_prepared(folder: Path, n: int = 192, maxlen: int = 12, vocab: int = 30
     (folder / "labels.json").write_text(json.dumps(data.labels))
     (folder / "params.json").write_text(json.dumps(
         {"prepare": {"maxlen": maxlen, "padding": "post", "truncating": "pre"}}))
+    (folder / "preprocess.json").write_text(json.dumps(TINY_PREPROCESS))
