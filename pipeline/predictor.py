@@ -73,8 +73,9 @@ class Encoder:
         return x, kept
 
     def warm_up(self) -> None:
-        """Start the analyzer (the JVM, dictionaries) now rather than on the first request."""
-        shared(analyzer_spec(self.tokenize))
+        """Start the analyzer (the JVM, its dictionaries, their lazy first call) now rather than
+        on the first request."""
+        shared(analyzer_spec(self.tokenize))(["가나다 warm up"])
 
 
 def _read_json(folder: Path, name: str) -> Any:
@@ -146,7 +147,9 @@ class Classifier:
         return cls(model, _read_json(folder, "labels.json"), encoder, batch_size, folder)
 
     def warm_up(self) -> None:
+        """The analyzer started and the forward pass traced, so the first request is not slower."""
         self.encoder.warm_up()
+        self.forward(np.zeros((1, 1), np.int32))
 
     def predict_proba(self, texts: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities [n, classes] and token counts per text."""
