@@ -50,7 +50,8 @@ def predict_proba(model, x: np.ndarray, lengths: np.ndarray, padding: str, batch
     out = None
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        p = np.asarray(forward(trim_padding(x[rows], max(int(lengths[rows].max()), 1), padding).astype(np.int32)))
+        batch = np.asarray(trim_padding(x[rows], max(int(lengths[rows].max()), 1), padding), dtype=np.int32)
+        p = np.asarray(forward(batch))
         if p.shape[1] == 1:
             p = np.concatenate([1 - p, p], axis=1)
         if out is None:

@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, StageError  # noqa: E402
 from pipeline.predictor import EMPTY, PREDICTED  # noqa: E402
-from pipeline.readers import DataError  # noqa: E402
+from pipeline.readers import DELIMITED, DataError, python_encoding  # noqa: E402
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")
 DEFAULT_MODEL = Path("models")
@@ -51,11 +51,6 @@ def input_format(path: Path, fmt: str, text_column: str = "text", encoding: str 
 def _first_line(path: Path, encoding: str) -> str:
     with path.open("rb") as f:
         return f.readline().decode(python_encoding(encoding), errors="replace").rstrip("\r\n")
-
-
-def python_encoding(encoding: str) -> str:
-    """utf-8 also accepts a byte-order mark, as the tokenize stage's readers do."""
-    return "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
 
 
 def check_encoding(path: Path, encoding: str) -> int:
@@ -92,8 +87,8 @@ def read_batches(path: Path, fmt: str, encoding: str, rows: int) -> Iterator[pd.
             with pd.read_json(path, lines=True, chunksize=rows, dtype=False, encoding=enc) as reader:
                 yield from reader
         else:
-            with pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False,
-                             na_values=[""], chunksize=rows, encoding=enc) as reader:
+            with pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", chunksize=rows, encoding=enc,
+                             **DELIMITED) as reader:
                 yield from reader
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
@@ -117,7 +112,7 @@ def _text_lines(path: Path, encoding: str, rows: int) -> Iterator[pd.DataFrame]:
 def open_model(uri: str) -> Predict:
     """A function texts -> predictions, for a bundle folder, an MLflow model folder or an MLflow URI."""
     path = Path(uri)
-    if "://" not in uri and ":/" not in uri:
+    if ":/" not in uri:   # not runs:/ , models:/ , file:// , http://
         if not path.exists():
             hint = " (run `make repro` or `dvc repro` first, or pass --model)" if path == DEFAULT_MODEL else ""
             raise StageError(f"{path}: no such model folder{hint}")

@@ -106,13 +106,14 @@ def load_encoder(folder: Path) -> Encoder:
         raise StageError(f"{folder}: params.json / preprocess.json lack {exc}; train the model again") from None
     except ParamsError as exc:
         raise StageError(str(exc)) from None
-    signature = analyzer_spec(cfg).signature()
+    analyzer = analyzer_spec(cfg)
+    signature = analyzer.signature()
     if spec.get("analyzer_signature") not in (None, signature):
         print(f"predict: warning: the model's tokens came from {spec['analyzer_signature']}, this machine "
               f"has {signature}; tokens may differ from training", file=sys.stderr)
     # One analyzer process at most: a pool of JVM processes per batch would cost more than it saves.
     # Okt runs in threads of one JVM, as in the tokenize stage.
-    kind = "thread" if analyzer_spec(cfg).thread_safe else "process"
+    kind = "thread" if analyzer.thread_safe else "process"
     cfg = dataclasses.replace(cfg, stopwords_file="", worker_kind=kind,
                               workers=cfg.workers if kind == "thread" else 1)
     return Encoder(cfg, frozenset(spec.get("stopwords", ())), _read_json(folder, "vocab.json"), maxlen,
@@ -162,8 +163,7 @@ class Classifier:
 
     def predict(self, texts: Sequence[Any]) -> pd.DataFrame:
         proba, lengths = self.predict_proba(texts)
-        out = pd.DataFrame({PREDICTED: np.asarray(self.labels, dtype=object)[proba.argmax(1)]
-                            if len(proba) else np.array([], dtype=object)})
+        out = pd.DataFrame({PREDICTED: np.asarray(self.labels, dtype=object)[proba.argmax(1)]})
         for i, label in enumerate(self.labels):
             out[proba_column(label)] = proba[:, i].astype(np.float64)
         out[EMPTY] = lengths == 0

@@ -17,6 +17,9 @@ import pandas as pd
 from pipeline.config import DatasetParams, TableSource
 
 COLUMNS = ["id", "text", "label", "split"]
+# pandas.read_csv options for every delimited file: each cell a string as written (ids like 00123,
+# labels like 0/1), only an empty cell missing. The predict command reads its input the same way.
+DELIMITED = {"dtype": str, "keep_default_na": False, "na_values": [""]}
 
 
 class DataError(ValueError):
@@ -128,9 +131,14 @@ def _guess_format(path: Path) -> str:
                     "to csv, tsv, jsonl or parquet")
 
 
+def python_encoding(encoding: str) -> str:
+    """utf-8 also accepts a byte-order mark (files saved by Excel and Notepad start with one)."""
+    return "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
+
+
 def _decode(raw: bytes, encoding: str, where: str) -> str:
     try:
-        return raw.decode("utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding)
+        return raw.decode(python_encoding(encoding))
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError(f"{where}: line {line}: bytes {raw[exc.start:exc.end]!r} are not valid "
@@ -144,8 +152,7 @@ def _read_delimited(path: Path, sep: str, encoding: str) -> pd.DataFrame:
     text = _decode(path.read_bytes(), encoding, str(path))
     try:
         # Everything as strings: ids like 00123 and labels like 0/1 stay as written.
-        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                           na_values=[""], engine="c")
+        return pd.read_csv(io.StringIO(text), sep=sep, engine="c", **DELIMITED)
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from None
     except pd.errors.EmptyDataError:
