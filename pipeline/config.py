@@ -185,8 +185,13 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
-    params = parse_params(raw or {}, source=str(path))
-    _check_cross_fields(params, str(path))
+    return check_params(raw or {}, source=str(path))
+
+
+def check_params(raw: Any, source: str) -> Params:
+    """Typed params from a raw mapping, with every check load_params makes; errors name `source`."""
+    params = parse_params(raw, source=source)
+    _check_cross_fields(params, source)
     return params
 
 

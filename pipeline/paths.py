@@ -14,6 +14,17 @@ TUNE_DIR = Path("tune")
 BEST_PARAMS = TUNE_DIR / "best_params.json"
 
 
+def repo_root() -> Path:
+    """The user's repo: $DVC_ROOT when DVC runs the stage, else the cwd.
+
+    They differ under `dvc exp run --temp` and `dvc queue start`: the stages run in a copy under
+    .dvc/tmp/exps/ that DVC deletes afterwards, and DVC_ROOT names the repo the copy came from.
+    The MLflow store and the caches belong there, or each experiment would lose its runs and
+    download and analyse everything again.
+    """
+    return Path(os.environ.get("DVC_ROOT") or ".")
+
+
 def cache_dir() -> Path:
     """Caches stay inside the repo (git-ignored) unless PIPELINE_CACHE_DIR says otherwise."""
-    return Path(os.environ.get("PIPELINE_CACHE_DIR", ".cache"))
+    return Path(os.environ.get("PIPELINE_CACHE_DIR") or repo_root() / ".cache")

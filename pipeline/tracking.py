@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 # hand (not through the Makefile, which exports it too) sends nothing either.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-LOCAL_STORE = Path("mlruns")
+LOCAL_STORE = Path("mlruns")   # under paths.repo_root()
 SERVER_SCHEMES = ("http", "https", "databricks")
 _EXPORTED = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
 MAX_KEY_LENGTH = 250          # mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH
@@ -46,13 +46,17 @@ class TrackingError(RuntimeError):
     """The tracking store cannot be reached or used; printed as one line by the CLI."""
 
 
+def local_store() -> Path:
+    return paths.repo_root() / LOCAL_STORE
+
+
 def tracking_uri() -> str:
-    """$MLFLOW_TRACKING_URI, else the SQLite store under mlruns/ in the repo root (the cwd)."""
+    """$MLFLOW_TRACKING_URI, else the SQLite store under mlruns/ in the repo root."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    LOCAL_STORE.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(LOCAL_STORE / 'mlflow.db').resolve()}"
+    local_store().mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(local_store() / 'mlflow.db').resolve()}"
 
 
 def _is_server(uri: str) -> bool:
@@ -63,7 +67,7 @@ def artifact_root() -> str | None:
     """Where new experiments keep artifacts; a tracking server decides that itself (None)."""
     if _is_server(tracking_uri()):
         return None
-    return (LOCAL_STORE / "artifacts").resolve().as_uri()
+    return (local_store() / "artifacts").resolve().as_uri()
 
 
 def experiment_name(dataset: str) -> str:
@@ -194,7 +198,16 @@ def run_tags(stage: str) -> dict[str, str]:
             "git.dirty": "true" if status else "false", **data_tags()}
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    return tags
+    return {**tags, **experiment_tags()}
+
+
+def experiment_tags() -> dict[str, str]:
+    """`dvc exp run` names the experiment (-n, or a random name) in the stages' environment;
+    pipeline.experiments finds the runs, trials included, by this tag."""
+    name = os.environ.get("DVC_EXP_NAME")
+    if not name:
+        return {}
+    return {"pipeline.experiment": name, "dvc.exp_baseline": os.environ.get("DVC_EXP_BASELINE_REV", "")}
 
 
 @contextmanager

@@ -37,6 +37,7 @@ from pipeline.atomic import atomic_file, write_json, write_png  # noqa: E402
 from pipeline.cli import StageError, run_stage, stage_parser  # noqa: E402
 from pipeline.config import Params, TrainParams, override  # noqa: E402
 from pipeline.studies import say  # noqa: E402
+from pipeline.tracking import experiment_tags  # noqa: E402
 from pipeline.train import Prepared  # noqa: E402
 
 READS = ("dataset.name", "train", "tune")
@@ -107,7 +108,7 @@ class Objective:
 
             run = mlflow.start_run(run_name=f"trial {trial.number}", nested=True)
             mlflow.set_tags({"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number),
-                             "optuna.worker": studies.WORKER})
+                             "optuna.worker": studies.WORKER, **experiment_tags()})
             mlflow.log_params({"trial.number": trial.number, **{f"train.{k}": v for k, v in values.items()}})
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
         monitor = metric.replace("/", "_")   # Keras-style log name, as the callback expects

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.reference.numpy_rnn import PARAMS, NumpyRNN
+from pipeline.reference.numpy_rnn import PARAMS, NumpyRNN, global_norm
 
 B, T, D, H = 4, 6, 5, 3
 
@@ -108,6 +108,24 @@ def test_sgd_learns_which_token_came_first():
     cut.fit(x, y, epochs=2, batch_size=16)
     np.testing.assert_array_equal(cut.params["W"][:2], start[:2])
     assert not np.allclose(cut.params["W"][2:], start[2:])
+
+
+@pytest.mark.parametrize("clip", [1e-3, 1e3])
+def test_clipping_bounds_the_global_norm_of_each_sgd_step(clip):
+    x, y = problem(seed=3)
+    model = NumpyRNN(D, H, learning_rate=0.1, seed=0, clip_norm=clip)
+    plain = NumpyRNN(D, H, learning_rate=0.1, seed=0)
+    _, grads = plain.gradients(x, y)
+    norm = global_norm(grads)
+    assert 1e-3 < norm < 1e3   # so one case clips and the other does not
+    start = {k: v.copy() for k, v in model.params.items()}
+    model.fit(x, y, epochs=1, batch_size=B)   # one batch: one step
+    plain.fit(x, y, epochs=1, batch_size=B)
+    step = global_norm({k: model.params[k] - start[k] for k in PARAMS})
+    assert step == pytest.approx(0.1 * min(norm, clip), rel=1e-9)
+    if clip > norm:   # not clipped: the very same step as without clipping
+        for k in PARAMS:
+            np.testing.assert_array_equal(model.params[k], plain.params[k])
 
 
 @pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])

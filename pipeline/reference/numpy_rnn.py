@@ -16,6 +16,7 @@ length is full BPTT.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -43,6 +44,7 @@ class NumpyRNN:
     hidden: int = 32
     learning_rate: float = 0.01
     truncate: int | None = None       # BPTT steps; None: all of them
+    clip_norm: float | None = None    # rescale each step's gradients to at most this global norm
     seed: int = 0
     params: dict = field(default_factory=dict)
     history: list = field(default_factory=list)   # per epoch: loss, accuracy, val_loss, val_accuracy
@@ -99,8 +101,9 @@ class NumpyRNN:
 
     # --- training -----------------------------------------------------------------------------
     def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 10, batch_size: int = 32,
-            validation: tuple[np.ndarray, np.ndarray] | None = None, verbose: bool = False) -> NumpyRNN:
-        """Mini-batch SGD, shuffled with the seed; one history row per epoch."""
+            validation: tuple[np.ndarray, np.ndarray] | None = None, verbose: bool = False,
+            on_epoch_end: Callable[[dict], None] | None = None) -> NumpyRNN:
+        """Mini-batch SGD, shuffled with the seed; one history row per epoch, also given to on_epoch_end."""
         rng = np.random.default_rng(self.seed + 1)
         y = np.asarray(y, dtype=np.float64)
         for epoch in range(epochs):
@@ -108,12 +111,15 @@ class NumpyRNN:
             for start in range(0, len(y), batch_size):
                 rows = order[start:start + batch_size]
                 _, grads = self.gradients(x[rows], y[rows])
+                scale = clip_scale(grads, self.clip_norm)
                 for name in PARAMS:
-                    self.params[name] -= self.learning_rate * grads[name]
+                    self.params[name] -= self.learning_rate * scale * grads[name]
             row = {"epoch": epoch + 1, "loss": self.loss(x, y), "accuracy": self.score(x, y)}
             if validation is not None:
                 row.update(val_loss=self.loss(*validation), val_accuracy=self.score(*validation))
             self.history.append(row)
+            if on_epoch_end is not None:
+                on_epoch_end(row)
             if verbose:
                 print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         return self
@@ -126,6 +132,22 @@ class NumpyRNN:
 
     def score(self, x: np.ndarray, y: np.ndarray) -> float:
         return float((self.predict(x) == np.asarray(y)).mean())
+
+
+def global_norm(grads: dict) -> float:
+    return float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
+
+
+def clip_scale(grads: dict, clip_norm: float | None) -> float:
+    """The factor that brings the gradients' global norm down to clip_norm (Keras's global_clipnorm).
+
+    Without it a SimpleRNN on long one-hot sequences sooner or later meets a batch whose gradient
+    through 100 steps explodes: one SGD step then saturates tanh and the model never recovers.
+    """
+    if clip_norm is None:
+        return 1.0
+    norm = global_norm(grads)
+    return 1.0 if norm <= clip_norm else clip_norm / norm
 
 
 def bce(p: np.ndarray, y: np.ndarray, eps: float = 1e-12) -> float:

@@ -1,0 +1,188 @@
+"""experiments/*.yaml: checked against params.yaml, turned into `dvc exp run -S` arguments that DVC
+itself applies as intended, and run for real with `dvc exp run` on a tiny dataset."""
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from dvc.utils.hydra import apply_overrides
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from conftest import REPO
+from pipeline.config import check_params, load_params, to_dict
+from pipeline.experiments import (ExperimentError, apply, discover, hydra_value, load_experiment,
+                                  set_param_args)
+from test_pipeline_e2e import dvc, project, run  # noqa: F401  (project is a fixture)
+
+PARAMS = REPO / "params.yaml"
+
+
+def write_experiment(folder: Path, name: str, **sections) -> Path:
+    body = {"title": name, "seed": {"metric": "test/accuracy", "value": 0.5, "source": "test"},
+            "params": {"train.model.units": 4}, "tuned": {"tune.n_trials": 2}, **sections}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(body, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_every_experiment_file_is_valid_in_both_variants():
+    experiments = discover(REPO / "experiments", PARAMS)
+    names = {e.name for e in experiments}
+    # The seeds' experiments, one file each.
+    assert {"reuters-lstm", "imdb-onehot-simplernn", "imdb-embedding-simplernn", "imdb-lstm",
+            "imdb-lstm-dropout", "imdb-lstm-stacked", "imdb-gru-dropout", "seoul120-birnn",
+            "seoul120-bilstm", "seoul120-bigru"} <= names
+    stacked = next(e for e in experiments if e.name == "imdb-lstm-stacked")
+    params = check_params(apply(yaml.safe_load(PARAMS.read_text(encoding="utf-8")), stacked.overrides(False), "t"), "t")
+    model = params.train.model
+    assert (model.cell, model.layers, model.units, model.dropout, model.embedding_dim) == ("lstm", 2, 8, 0.3, 128)
+    assert (params.prepare.vocab.max_size, params.prepare.maxlen, params.train.optimizer,
+            params.train.learning_rate, params.train.batch_size, params.train.early_stopping_patience) == (
+        500, 100, "rmsprop", 0.0001, 64, 4)
+    assert (params.tune.n_trials, params.train.use_tuned) == (0, False)   # the seed's settings: no search
+    assert stacked.seed.value == 0.805
+
+
+@pytest.mark.parametrize("tuned", [False, True])
+def test_dvc_applies_the_set_param_arguments_as_intended(tmp_path, tuned):
+    """DVC's own override code (Hydra) turns each experiment's -S list into exactly its params."""
+    base = yaml.safe_load(PARAMS.read_text(encoding="utf-8"))
+    for experiment in discover(REPO / "experiments", PARAMS):
+        target = tmp_path / f"{experiment.name}-{tuned}.yaml"
+        shutil.copy(PARAMS, target)
+        args = set_param_args(experiment.overrides(tuned))
+        assert args[::2] == ["-S"] * (len(args) // 2)
+        apply_overrides(target, args[1::2])
+        got = to_dict(load_params(target))
+        want = to_dict(check_params(apply(base, experiment.overrides(tuned), "want"), "want"))
+        assert got == want, experiment.name
+        if tuned:   # the experiment's space replaced params.yaml's, not merged into it
+            assert set(got["tune"]["space"]) == set(experiment.tuned["tune.space"])
+
+
+@pytest.mark.parametrize("value", ["행정", "it's", 'say "hi"', "a\\b", "\\d+ [^ㄱ-ㅎ]", "a\\'b", 'a\\"b',
+                                   "ends\\", "", "x y,z", "[not a list]", "1e-4"])
+def test_strings_survive_hydra_quoting(value):
+    (override,) = OverridesParser.create().parse_overrides([f"k={hydra_value(value)}"])
+    assert override.value() == value
+
+
+def test_numbers_lists_and_mappings_survive_hydra():
+    value = {"model.cell": {"type": "categorical", "choices": ["lstm", "gru"]},
+             "learning_rate": {"type": "float", "low": 1e-05, "high": 0.003, "log": True}}
+    (override,) = OverridesParser.create().parse_overrides([f"k={hydra_value(value)}"])
+    assert override.value() == value
+    (override,) = OverridesParser.create().parse_overrides([f"k={hydra_value([1, 2.5, False, None])}"])
+    assert override.value() == [1, 2.5, False, None]
+
+
+@pytest.mark.parametrize("sections, message", [
+    ({"params": {"train.model.cell": "transformer"}}, "train.model.cell"),
+    ({"params": {"train.model.unit": 4}}, "train.model.unit: unknown key"),
+    ({"params": {"nosuch.key": 1}}, "nosuch.key: no such section"),
+    ({"tuned": {"tune.n_trials": 2, "tune.space": {"model.units": {"type": "int", "low": 9, "high": 2}}}},
+     "tune.space"),
+    ({"tuned": {}}, "tuned: tune.n_trials: required"),
+    ({"seed": {"metric": "f1", "value": 0.5}}, "seed: needs metric"),
+    ({"seed": {"metric": "test/accuracy", "value": 71.59}}, "seed.value"),
+    ({"comment": "x"}, "comment: unknown key"),
+])
+def test_bad_experiment_files_name_the_file_and_key(tmp_path, sections, message):
+    path = write_experiment(tmp_path, "bad", **sections)
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(path, PARAMS)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_bad_names_and_missing_files(tmp_path):
+    with pytest.raises(ExperimentError, match="ending in -tuned"):
+        load_experiment(write_experiment(tmp_path, "x-tuned"), PARAMS)
+    with pytest.raises(ExperimentError, match="no such experiment"):
+        load_experiment(tmp_path / "nope.yaml", PARAMS)
+    out = subprocess.run([sys.executable, "-m", "pipeline.experiments", "run", "nope", "--dry-run"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 2 and "nope: no experiment experiments/nope.yaml" in out.stderr
+
+
+def test_dry_run_prints_a_command_a_shell_can_run():
+    out = subprocess.run([sys.executable, "-m", "pipeline.experiments", "run", "seoul120-bigru",
+                          "--variant", "both", "--dry-run"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    seed, tuned = [shlex.split(line[2:]) for line in out.stdout.splitlines() if line.startswith("$ ")]
+    assert seed[:7] == ["dvc", "exp", "run", "--temp", "--force", "-n", "seoul120-bigru"]
+    assert 'dataset.classes=["행정","경제","복지"]' in seed and "tune.n_trials=0" in seed
+    assert tuned[6] == "seoul120-bigru-tuned" and "~tune.space" in tuned
+
+
+def tiny_experiment(root: Path) -> None:
+    write_experiment(root / "experiments", "tiny",
+                     title="tiny table, LSTM(4)",
+                     seed={"metric": "val/accuracy", "value": 0.9, "source": "made up for the test"},
+                     params={"train.model.cell": "lstm", "train.model.units": 4, "train.epochs": 2},
+                     tuned={"tune.n_trials": 2, "tune.epochs": 1, "tune.startup_trials": 1,
+                            "tune.space": {"model.units": {"type": "int", "low": 5, "high": 6}}})
+
+
+def test_dvc_exp_run_logs_both_variants_and_results_come_from_mlflow(project):
+    root, env = project
+    tiny_experiment(root)
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "exp"]):
+        subprocess.run(cmd, cwd=root, env=env, check=True)
+    params_before = (root / "params.yaml").read_bytes()
+
+    done = run([sys.executable, "-m", "pipeline.experiments", "run", "tiny", "--variant", "both"], root, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # --temp: the stages ran in DVC's copy; the workspace and its params.yaml are as they were.
+    assert (root / "params.yaml").read_bytes() == params_before
+    assert not (root / "models").exists()
+    listed = dvc(root, env, "exp", "list", "--name-only")
+    assert set(listed.stdout.split()) >= {"tiny", "tiny-tuned"}
+
+    # The runs are in the repo's own store (DVC_ROOT), not in the deleted copy, and tagged.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              "tags.`pipeline.stage` = 'train'")
+    by_name = {r.data.tags["pipeline.experiment"]: r for r in runs}
+    assert set(by_name) == {"tiny", "tiny-tuned"}
+    seed_run, tuned_run = by_name["tiny"], by_name["tiny-tuned"]
+    assert seed_run.data.params["train.model.units"] == "4" and seed_run.data.params["train.use_tuned"] == "False"
+    assert tuned_run.data.params["train.model.units"] in ("5", "6")   # from the tiny space, not params
+    assert "tune.study" in tuned_run.data.tags
+    trials = client.search_runs([tuned_run.info.experiment_id],
+                                "tags.`pipeline.experiment` = 'tiny-tuned' and tags.`optuna.trial` != ''")
+    assert len(trials) == 2
+    artifacts = {a.path for a in client.list_artifacts(seed_run.info.run_id, "train")}
+    assert "train/history.json" in artifacts   # artifacts stored beside the store, not in the copy
+
+    done = run([sys.executable, "-m", "pipeline.experiments", "results"], root, env)
+    assert done.returncode == 0, done.stderr
+    assert "2 of 2 variants have results" in done.stdout
+    text = (root / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+    (row,) = [line for line in text.splitlines() if line.startswith("| `tiny`")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == ["val/accuracy", "0.9000"]
+    for cell, r in ((cells[3], seed_run), (cells[4], tuned_run)):
+        metrics = r.data.metrics
+        assert cell == (f"**{metrics['best/val_accuracy']:.4f}** (test {metrics['test/accuracy']:.4f}, "
+                        f"epoch {int(metrics['best/epoch'])})")
+    assert cells[5] == f"model.units {tuned_run.data.params['train.model.units']}"
+    assert seed_run.info.run_id in text and tuned_run.info.run_id in text
+
+
+def test_results_without_runs_say_not_run(tmp_path):
+    tiny_experiment(tmp_path)
+    shutil.copy(PARAMS, tmp_path / "params.yaml")
+    done = subprocess.run([sys.executable, "-m", "pipeline.experiments", "results", "-o", "out.md"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in (tmp_path / "out.md").read_text(encoding="utf-8").splitlines()
+               if line.startswith("| `tiny`"))
+    assert row.count("not run") == 2
