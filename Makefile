@@ -16,7 +16,7 @@ export KERAS_HOME := $(CURDIR)/.cache/keras
 export PIPELINE_CACHE_DIR := $(CURDIR)/.cache
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install repro test test-slow bench bench-train bench-tune bench-predict ui dashboard clean-venv
+.PHONY: help install repro test test-slow experiments results bench bench-train bench-tune bench-predict ui dashboard clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,6 +38,13 @@ test: $(STAMP)  ## run the test suite (slow tests left out)
 
 test-slow: $(STAMP)  ## run only the slow tests
 	$(BIN)/python -m pytest -q -m slow
+
+experiments: $(STAMP)  ## the tutorials' experiments (experiments/*.yaml) with dvc exp run, then docs/RESULTS.md
+	$(BIN)/python -m pipeline.experiments run --all --variant both --keep-going; \
+	  status=$$?; $(BIN)/python -m pipeline.experiments results; exit $$status
+
+results: $(STAMP)  ## docs/RESULTS.md from the experiments' MLflow runs
+	$(BIN)/python -m pipeline.experiments results
 
 bench: $(STAMP)  ## tokenize speed against the tutorial loop (needs ../shared/data)
 	$(BIN)/python bench/tokenize_speed.py --input ../shared/data/nsmc/ratings_train.txt --rows 20000

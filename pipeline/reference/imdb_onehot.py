@@ -78,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, default=paths.PREPARED_DIR, help="default: %(default)s")
     parser.add_argument("--hidden", type=int, default=32, help="hidden units (default: %(default)s, as the seed)")
-    parser.add_argument("--learning-rate", type=float, default=0.1, help="SGD step (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=0.03, help="SGD step (default: %(default)s)")
     parser.add_argument("--clip-norm", type=float, default=1.0,
                         help="gradient global-norm cap; 0: none (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=20, help="default: %(default)s")
+    parser.add_argument("--epochs", type=int, default=40, help="default: %(default)s")
     parser.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
     parser.add_argument("--truncate", type=int, default=0, help="BPTT steps; 0: full BPTT (default)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and shuffling (default: %(default)s)")
