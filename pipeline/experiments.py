@@ -29,13 +29,14 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from pipeline.atomic import atomic_file
+from pipeline.atomic import atomic_file, write_png
 from pipeline.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from pipeline.config import ParamsError, check_params
 from pipeline.reference.imdb_onehot import EXPERIMENT_TAG as REFERENCE_TAG
 
 EXPERIMENTS_DIR = Path("experiments")
 RESULTS = Path("docs/RESULTS.md")
+FIGURE = "results.png"            # beside RESULTS.md
 TUNED_SUFFIX = "-tuned"
 SEED_METRICS = ("test/accuracy", "val/accuracy")
 RESULT_STAGES = ("train", "reference")
@@ -309,6 +310,8 @@ def render_results(experiments: Sequence[Experiment], outcomes: Mapping[str, Out
         "is in brackets. *Ours* uses the tutorial's settings; *tuned* is the same experiment after an",
         "Optuna study, whose changed values are listed. \"not run\" means MLflow holds no evaluated run.",
         "",
+        f"![The tutorials' figures, ours, ours tuned]({FIGURE})",
+        "",
         "| experiment | metric | tutorial | ours | ours, tuned | tuned values |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
@@ -342,10 +345,47 @@ def render_results(experiments: Sequence[Experiment], outcomes: Mapping[str, Out
     return "\n".join(lines) + "\n"
 
 
+def _accuracy(outcome: Outcome | None, metric: str) -> float:
+    if outcome is None:
+        return math.nan
+    value = outcome.test_accuracy if metric == "test/accuracy" else outcome.val_accuracy
+    return math.nan if value is None else value
+
+
+def results_figure(experiments: Sequence[Experiment], outcomes: Mapping[str, Outcome]):
+    """Grouped bars per experiment: the tutorial's figure, ours, ours tuned (on the seed's metric)."""
+    from matplotlib.figure import Figure
+
+    series = {"tutorial": [math.nan if e.seed.value is None else e.seed.value for e in experiments],
+              "ours": [_accuracy(outcomes.get(e.run_name(False)), e.seed.metric) for e in experiments],
+              "ours, tuned": [_accuracy(outcomes.get(e.run_name(True)), e.seed.metric) for e in experiments]}
+    figure = Figure(figsize=(10, 0.55 * len(experiments) + 1.5), dpi=100)
+    axes = figure.subplots()
+    height = 0.27
+    for i, (label, values) in enumerate(series.items()):
+        rows = [n + (i - 1) * height for n in range(len(experiments))]
+        bars = axes.barh(rows, [0 if math.isnan(v) else v for v in values], height, label=label,
+                         color=("#999999", "#4c72b0", "#55a868")[i])
+        for bar, value in zip(bars, values):
+            if not math.isnan(value):
+                axes.text(value + 0.005, bar.get_y() + height / 2, f"{value:.3f}", va="center", fontsize=7)
+    axes.set_yticks(range(len(experiments)),
+                    [f"{e.name} ({e.seed.metric.split('/')[0]})" for e in experiments], fontsize=8)
+    axes.invert_yaxis()
+    shown = [v for values in series.values() for v in values if not math.isnan(v)]
+    axes.set(xlim=(min([0.4, *shown]) - 0.02, 1.0), xlabel="accuracy (the split the tutorial reported)",
+             title="The tutorials' figures, ours with their settings, ours tuned")
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
 def write_results(target: Path, experiments: Sequence[Experiment]) -> dict[str, Outcome]:
+    """RESULTS.md and, beside it, results.png; each written atomically."""
     names = [e.run_name(t) for e in experiments for t in (False, True)] + [REFERENCE_TAG]
     outcomes = find_outcomes(names)
     target.parent.mkdir(parents=True, exist_ok=True)
+    write_png(results_figure(experiments, outcomes), target.with_name(FIGURE))
     with atomic_file(target) as tmp:
         tmp.write_text(render_results(experiments, outcomes), encoding="utf-8")
     return outcomes

@@ -166,6 +166,8 @@ def test_dvc_exp_run_logs_both_variants_and_results_come_from_mlflow(project):
     assert done.returncode == 0, done.stderr
     assert "2 of 2 variants have results" in done.stdout
     text = (root / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+    assert (root / "docs" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![The tutorials' figures, ours, ours tuned](results.png)" in text
     (row,) = [line for line in text.splitlines() if line.startswith("| `tiny`")]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:3] == ["val/accuracy", "0.9000"]

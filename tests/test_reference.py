@@ -141,3 +141,51 @@ def test_a_cell_unrolled_in_python_equals_its_layer(kind):
     cell.build((None, 5))
     cell.set_weights(layer.cell.get_weights())
     np.testing.assert_allclose(np.asarray(unroll(cell, keras.ops.convert_to_tensor(x))), expected, atol=1e-6)
+
+
+def test_reference_command_logs_a_finished_run_that_results_lists(tmp_path):
+    """python -m pipeline.reference.imdb_onehot on prepare-stage files: summary, MLflow run, RESULTS.md."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from tinydata import write_prepared
+
+    prepared = tmp_path / "data" / "prepared"
+    write_prepared(prepared)
+    params = json.loads((prepared / "params.json").read_text())
+    (prepared / "params.json").write_text(json.dumps({**params, "dataset": {"name": "table"}}))
+    cmd = [sys.executable, "-m", "pipeline.reference.imdb_onehot", "--epochs", "3", "--hidden", "8",
+           "--learning-rate", "0.5"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "reference" / "numpy_rnn_imdb.json").read_text())
+    assert [row["epoch"] for row in summary["history"]] == [1, 2, 3]
+    best = max(summary["history"], key=lambda row: row["val_accuracy"])
+    assert (summary["best_epoch"], summary["val_accuracy"]) == (best["epoch"], best["val_accuracy"])
+    assert summary["rows"] == {"train": 192, "val": 64, "test": 64} and summary["vocab_size"] == 30
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("textclf-table").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["pipeline.experiment"] == "numpy-rnn-onehot"
+    assert run.data.metrics["best/val_accuracy"] == summary["val_accuracy"]
+    assert run.data.metrics["test/accuracy"] == summary["test_accuracy"]
+    assert run.data.params["reference.hidden"] == "8"
+
+    shutil.copytree(REPO / "experiments", tmp_path / "experiments")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    done = subprocess.run([sys.executable, "-m", "pipeline.experiments", "results"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+    assert f"accuracy **{summary['val_accuracy']:.4f}** (best epoch {summary['best_epoch']})" in text
+    assert run.info.run_id in text
+
+    # A three-class folder is refused by name, and nothing is logged as finished.
+    (prepared / "labels.json").write_text(json.dumps(["a", "b", "c"]))
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "labels.json: 3 classes" in done.stderr

@@ -128,7 +128,9 @@ def _mlflow_run(folder: Path, options: dict):
     from pipeline.config import parse_params
     from pipeline.tracking import stage_run
 
-    dataset = json.loads((folder / "params.json").read_text(encoding="utf-8"))["dataset"]["name"]
+    dataset = json.loads((folder / "params.json").read_text(encoding="utf-8")).get("dataset", {}).get("name")
+    if not dataset:
+        raise ValueError(f"{folder}/params.json: no dataset.name (not written by the prepare stage?)")
     return stage_run("reference", parse_params({}), reads=(), dataset=dataset, run_name="reference numpy-rnn")
 
 
