@@ -273,20 +273,22 @@ def _ours(outcome: Outcome | None, metric: str) -> str:
     return f"**{_figure(value)}** ({other_name} {_figure(other)}, epoch {outcome.best_epoch})"
 
 
-_TUNED_KEYS = ("model.cell", "model.bidirectional", "model.layers", "model.units", "model.embedding_dim",
-               "model.dropout", "model.dense_units", "optimizer", "learning_rate", "batch_size", "maxlen")
-
-
-def _tuned_summary(experiment: Experiment, outcome: Outcome | None) -> str:
-    """The values the tuned run trained with that differ from the seed's settings."""
-    if outcome is None:
+def _tuned_summary(experiment: Experiment, tuned: Outcome | None, seed: Outcome | None) -> str:
+    """The train values the tuned run used that differ from the seed run's (or the file's)."""
+    if tuned is None:
         return ""
-    base = {k.removeprefix("train."): v for k, v in experiment.params.items() if k.startswith("train.")}
+    if seed is not None:
+        base = seed.params
+    else:
+        base = {k: str(v) for k, v in experiment.params.items() if k.startswith("train.")}
+    prepared = str(experiment.params.get("prepare.maxlen", ""))
     changed = []
-    for key in _TUNED_KEYS:
-        value = outcome.params.get(f"train.{key}")
-        if value is not None and str(base.get(key, value)) != value:
-            changed.append(f"{key} {_short(value)}")
+    for key, value in sorted(tuned.params.items()):
+        if not key.startswith("train.") or key == "train.use_tuned" or key not in base or base[key] == value:
+            continue
+        if key == "train.maxlen" and base[key] == "0" and value == prepared:
+            continue   # 0 means "as prepared": the same length
+        changed.append(f"{key.removeprefix('train.')} {_short(value)}")
     return ", ".join(changed) or "the seed's settings"
 
 
@@ -308,7 +310,8 @@ def render_results(experiments: Sequence[Experiment], outcomes: Mapping[str, Out
         "",
         "The bold figure is on the split the tutorial reported (its metric column); the other split",
         "is in brackets. *Ours* uses the tutorial's settings; *tuned* is the same experiment after an",
-        "Optuna study, whose changed values are listed. \"not run\" means MLflow holds no evaluated run.",
+        "Optuna study, and the last column lists the train values it used that differ from the seed",
+        "run's. \"not run\" means MLflow holds no evaluated run.",
         "",
         f"![The tutorials' figures, ours, ours tuned]({FIGURE})",
         "",
@@ -319,7 +322,7 @@ def render_results(experiments: Sequence[Experiment], outcomes: Mapping[str, Out
         seed, tuned = outcomes.get(e.run_name(False)), outcomes.get(e.run_name(True))
         lines.append(f"| `{e.name}`: {e.title} | {e.seed.metric} | {_figure(e.seed.value)} | "
                      f"{_ours(seed, e.seed.metric)} | {_ours(tuned, e.seed.metric)} | "
-                     f"{_tuned_summary(e, tuned)} |")
+                     f"{_tuned_summary(e, tuned, seed)} |")
     lines += ["", "## The from-scratch NumPy RNN", ""]
     reference = outcomes.get(REFERENCE_TAG)
     if reference is None:

@@ -226,14 +226,18 @@ def test_failed_copy_leaves_dest_intact(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs pthread_kill")
 def test_keyboard_interrupt_cleans_up(site: Site, tmp_path: Path) -> None:
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("SIGINT is not mapped to KeyboardInterrupt here")
     site.files["/slow.csv"] = PAYLOAD
     site.interrupt.add("/slow.csv")
     dest = tmp_path / "data.csv"
     dest.write_bytes(b"old content")
-    with pytest.raises(KeyboardInterrupt):
-        fetch([site.url("/slow.csv")], dest, timeout=5, backoff=0, progress=False)
+    # A shell that starts the suite in the background (nohup, `&`) ignores SIGINT in it; Python's
+    # own Ctrl-C handler is put back for the test, so it runs wherever the suite was started.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fetch([site.url("/slow.csv")], dest, timeout=5, backoff=0, progress=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert dest.read_bytes() == b"old content"
     assert _parts(tmp_path) == []
     assert site.hits["/slow.csv"] == 1  # Ctrl-C is never retried
