@@ -180,12 +180,19 @@ class Params:
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path)
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
+    return check_params(raw or {}, source=str(path))
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's data; bad YAML is a one-line ParamsError naming the file. A missing file
+    raises FileNotFoundError, which each caller words for its own kind of file."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
-    return check_params(raw or {}, source=str(path))
 
 
 def check_params(raw: Any, source: str) -> Params:

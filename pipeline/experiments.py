@@ -17,6 +17,7 @@ searches first and train uses its best trial. DVC names the experiment in the st
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import re
@@ -27,11 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
-
 from pipeline.atomic import atomic_file, write_png
 from pipeline.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED
-from pipeline.config import ParamsError, check_params
+from pipeline.config import ParamsError, check_params, read_yaml
 from pipeline.reference.imdb_onehot import EXPERIMENT_TAG as REFERENCE_TAG
 
 EXPERIMENTS_DIR = Path("experiments")
@@ -77,14 +76,25 @@ class Experiment:
         return self.name + TUNED_SUFFIX if tuned else self.name
 
 
-def load_experiment(path: Path, params_file: Path = Path("params.yaml")) -> Experiment:
-    """Read and check one experiment file: both of its variants must make a valid params.yaml."""
+def read_base(params_file: Path = Path("params.yaml")) -> dict[str, Any]:
+    """params.yaml's raw data, which every experiment is applied over (read once per command)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return read_yaml(params_file) or {}
+    except FileNotFoundError:
+        raise ExperimentError(f"{params_file}: file not found (run from the repo root)") from None
+    except ParamsError as exc:
+        raise ExperimentError(str(exc)) from None
+
+
+def load_experiment(path: Path, base: Mapping[str, Any]) -> Experiment:
+    """Read and check one experiment file: both of its variants, applied over `base` (params.yaml's
+    data, see read_base), must make a valid params.yaml."""
+    try:
+        raw = read_yaml(path)
     except FileNotFoundError:
         raise ExperimentError(f"{path}: no such experiment (see python -m pipeline.experiments list)") from None
-    except yaml.YAMLError as exc:
-        raise ExperimentError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    except ParamsError as exc:
+        raise ExperimentError(str(exc)) from None
     name = path.stem
     if not _NAME.fullmatch(name) or name.endswith(TUNED_SUFFIX):
         raise ExperimentError(f"{path}: the name must be lower-case letters, digits and '-', "
@@ -99,7 +109,6 @@ def load_experiment(path: Path, params_file: Path = Path("params.yaml")) -> Expe
                             tuned=_overrides(raw, "tuned", path))
     if not experiment.tuned.get("tune.n_trials"):
         raise ExperimentError(f"{path}: tuned: tune.n_trials: required (> 0) for the tuned variant")
-    base = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
     for tuned in (False, True):
         where = f"{path} ({'tuned' if tuned else 'params'})"
         try:
@@ -130,7 +139,7 @@ def _overrides(raw: dict, section: str, path: Path) -> dict[str, Any]:
 
 def apply(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
     """params.yaml's data with dotted keys replaced, as `dvc exp run -S` replaces them."""
-    data = yaml.safe_load(yaml.safe_dump(dict(base)))   # a deep copy
+    data = copy.deepcopy(dict(base))
     for key, value in overrides.items():
         *parents, leaf = key.split(".")
         target = data
@@ -198,7 +207,8 @@ def discover(folder: Path = EXPERIMENTS_DIR, params_file: Path = Path("params.ya
     files = sorted(folder.glob("*.yaml"))
     if not files:
         raise ExperimentError(f"{folder}/: no experiment files (*.yaml)")
-    return [load_experiment(f, params_file) for f in files]
+    base = read_base(params_file)
+    return [load_experiment(f, base) for f in files]
 
 
 def select(experiments: Sequence[Experiment], names: Sequence[str]) -> list[Experiment]:
@@ -223,6 +233,10 @@ class Outcome:
     best_epoch: int | None
     params: Mapping[str, str]
     commit: str
+
+    def accuracy(self, metric: str) -> float | None:
+        """On the split `metric` names: test/accuracy or val/accuracy (the best epoch's)."""
+        return self.test_accuracy if metric == "test/accuracy" else self.val_accuracy
 
 
 def find_outcomes(names: Sequence[str]) -> dict[str, Outcome]:
@@ -267,10 +281,9 @@ def _figure(value: float | None) -> str:
 def _ours(outcome: Outcome | None, metric: str) -> str:
     if outcome is None:
         return "not run"
-    value = outcome.test_accuracy if metric == "test/accuracy" else outcome.val_accuracy
-    other = outcome.val_accuracy if metric == "test/accuracy" else outcome.test_accuracy
-    other_name = "val" if metric == "test/accuracy" else "test"
-    return f"**{_figure(value)}** ({other_name} {_figure(other)}, epoch {outcome.best_epoch})"
+    other = next(m for m in SEED_METRICS if m != metric)
+    return (f"**{_figure(outcome.accuracy(metric))}** ({other.split('/')[0]} {_figure(outcome.accuracy(other))}, "
+            f"epoch {outcome.best_epoch})")
 
 
 def _tuned_summary(experiment: Experiment, tuned: Outcome | None, seed: Outcome | None) -> str:
@@ -349,9 +362,7 @@ def render_results(experiments: Sequence[Experiment], outcomes: Mapping[str, Out
 
 
 def _accuracy(outcome: Outcome | None, metric: str) -> float:
-    if outcome is None:
-        return math.nan
-    value = outcome.test_accuracy if metric == "test/accuracy" else outcome.val_accuracy
+    value = None if outcome is None else outcome.accuracy(metric)
     return math.nan if value is None else value
 
 

@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from conftest import REPO
 from pipeline.config import check_params, load_params, to_dict
 from pipeline.experiments import (ExperimentError, apply, discover, hydra_value, load_experiment,
-                                  set_param_args)
+                                  read_base, set_param_args)
 from test_pipeline_e2e import dvc, project, run  # noqa: F401  (project is a fixture)
 
 PARAMS = REPO / "params.yaml"
@@ -96,15 +96,15 @@ def test_numbers_lists_and_mappings_survive_hydra():
 def test_bad_experiment_files_name_the_file_and_key(tmp_path, sections, message):
     path = write_experiment(tmp_path, "bad", **sections)
     with pytest.raises(ExperimentError) as info:
-        load_experiment(path, PARAMS)
+        load_experiment(path, read_base(PARAMS))
     assert str(path) in str(info.value) and message in str(info.value)
 
 
 def test_bad_names_and_missing_files(tmp_path):
     with pytest.raises(ExperimentError, match="ending in -tuned"):
-        load_experiment(write_experiment(tmp_path, "x-tuned"), PARAMS)
+        load_experiment(write_experiment(tmp_path, "x-tuned"), read_base(PARAMS))
     with pytest.raises(ExperimentError, match="no such experiment"):
-        load_experiment(tmp_path / "nope.yaml", PARAMS)
+        load_experiment(tmp_path / "nope.yaml", read_base(PARAMS))
     out = subprocess.run([sys.executable, "-m", "pipeline.experiments", "run", "nope", "--dry-run"],
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 2 and "nope: no experiment experiments/nope.yaml" in out.stderr
