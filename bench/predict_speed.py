@@ -38,11 +38,15 @@ def build_bundle(source: Path, train_rows: int, workdir: Path) -> Path:
     """An NSMC model bundle trained for one epoch, made once and reused (workdir/models)."""
     import tensorflow as tf
 
-    from pipeline import paths
-    from pipeline.config import parse_params
-    from pipeline.prepare import prepare, write_outputs
-    from pipeline.tokenize import preprocess_spec, tokenize_texts
-    from pipeline.train import Prepared, fit, save_bundle
+    from pipeline.core import paths
+    from pipeline.core.config import parse_params
+    from pipeline.data.prepared import Prepared
+    from pipeline.data.splits import prepare
+    from pipeline.model.training import fit
+    from pipeline.serve.bundle import save_bundle
+    from pipeline.stages.prepare import write_outputs
+    from pipeline.text.documents import preprocess_spec
+    from pipeline.text.tokenizer import tokenize_texts
 
     bundle = workdir / "models"
     if (bundle / "model.keras").is_file():
@@ -102,9 +106,9 @@ def main() -> int:
     unseen = args.workdir / "reviews.tsv"
     reviews.to_csv(unseen, sep="\t", index=False)
 
-    from pipeline.normalize import Normalizer
-    from pipeline.predict import predict_file
-    from pipeline.predictor import Classifier
+    from pipeline.serve.predict import predict_file
+    from pipeline.serve.predictor import Classifier
+    from pipeline.text.normalize import Normalizer
 
     started = time.perf_counter()
     classifier = Classifier.load(bundle)
@@ -117,8 +121,8 @@ def main() -> int:
     accuracy = float((out["predicted"] == out["label"]).mean())
 
     # The tutorial loop, with the same analyzer, filters, vocabulary and model.
-    from konlpy.tag import Okt
     from keras.utils import pad_sequences
+    from konlpy.tag import Okt
 
     okt, encoder = Okt(), classifier.encoder   # the JVM is up already (warm_up)
     cfg = encoder.tokenize

@@ -14,14 +14,13 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pipeline.config import TokenizeParams  # noqa: E402
-from pipeline.tokenize import tokenize_texts  # noqa: E402
+from pipeline.core.config import TokenizeParams  # noqa: E402
+from pipeline.text.tokenizer import tokenize_texts  # noqa: E402
 
 
 def main() -> int:
@@ -58,7 +57,7 @@ def main() -> int:
             print("FAIL: tokens differ from the baseline", file=sys.stderr)
             return 1
 
-        rerun_cfg = replace(cfg, pos_drop=("Josa", "Punctuation"))
+        rerun_cfg = cfg.model_copy(update={"pos_drop": ("Josa", "Punctuation")})
         t0 = time.perf_counter()
         filtered, report = tokenize_texts(texts, rerun_cfg, cache, stopwords=frozenset({"영화", "하다"}),
                                           progress=False)

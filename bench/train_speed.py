@@ -18,14 +18,15 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline.config import ModelParams, PrepareParams, TokenizeParams, TrainParams  # noqa: E402
-from pipeline.evaluate import predict_proba  # noqa: E402
-from pipeline.prepare import prepare  # noqa: E402
-from pipeline.tokenize import tokenize_texts  # noqa: E402
-from pipeline.train import Prepared, fit, make_strategy  # noqa: E402
+from pipeline.core.config import ModelParams, PrepareParams, TokenizeParams, TrainParams, VocabParams  # noqa: E402
+from pipeline.data.prepared import Prepared  # noqa: E402
+from pipeline.data.splits import prepare  # noqa: E402
+from pipeline.model.inference import predict_proba  # noqa: E402
+from pipeline.model.strategies import make_strategy  # noqa: E402
+from pipeline.model.training import fit  # noqa: E402
+from pipeline.text.tokenizer import tokenize_texts  # noqa: E402
 
 
 def load_tokens(path: str, rows: int) -> pd.DataFrame:
@@ -49,17 +50,19 @@ def main() -> int:
 
     import keras
 
-    from pipeline.models import build_model, output_spec
+    from pipeline.model.architecture import build_model, output_spec
 
     tokens = load_tokens(args.input, args.rows)
-    arrays, vocab, labels, stats = prepare(tokens, PrepareParams(maxlen=args.maxlen, padding="post"))
+    arrays, vocab, labels, stats = prepare(tokens, PrepareParams(maxlen=args.maxlen, padding="post",
+                                                               vocab=VocabParams(max_size=20000, min_freq=1)))
     train, test = arrays["train"], arrays["test"]
     n = len(train["y"])
     print(f"rows: train {n:,} / val {len(arrays['val']['y']):,} / test {len(test['y']):,}; maxlen {args.maxlen}, "
           f"median length {stats['splits']['train']['length']['p50']:g}; cores {os.cpu_count()}")
-    hp = ModelParams(cell="gru", units=64, embedding_dim=128)
+    # One-way GRU(64), no dropout, no hidden layer: the model the figures in docs/benchmarks.md were measured on.
+    hp = ModelParams(cell="gru", bidirectional=False, units=64, embedding_dim=128, dropout=0.0, dense_units=0)
     cfg = TrainParams(model=hp, epochs=args.epochs, batch_size=args.batch_size, early_stopping_patience=0,
-                      bucket_by_length=True, seed=1)
+                      learning_rate=1e-3, bucket_by_length=True, seed=1)
 
     keras.utils.set_random_seed(1)
     model = build_model(hp, len(vocab), len(labels))

@@ -22,19 +22,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def run(params, pruner: str, trials: int) -> dict:
     import optuna
 
-    from pipeline import studies
-    from pipeline.config import override
-    from pipeline.train import load_prepared, make_strategy
-    from pipeline.tune import Objective, run_trials, subsample
+    from pipeline.core.config import override
+    from pipeline.data.prepared import load_prepared
+    from pipeline.model.strategies import make_strategy
+    from pipeline.tuning import study as studies
+    from pipeline.tuning.objective import Objective, run_trials, subsample
 
-    cfg = dataclasses.replace(params.tune, pruner=pruner, n_trials=trials, timeout=0)
+    cfg = params.tune.model_copy(update={"pruner": pruner, "n_trials": trials, "timeout": 0})
     data = load_prepared()
     data = dataclasses.replace(data, train=subsample(data.train, cfg.subsample, cfg.sampler_seed))
     epochs = cfg.epochs or params.train.epochs
     base = override(params.train, {"epochs": epochs}, "tune.epochs")
     study = optuna.create_study(sampler=studies.make_sampler(cfg, cfg.sampler_seed),
                                 pruner=studies.make_pruner(cfg, epochs), direction=studies.direction(cfg.metric))
-    objective = Objective(data, base, dataclasses.replace(params, tune=cfg), make_strategy("none"),
+    objective = Objective(data, base, params.model_copy(update={"tune": cfg}), make_strategy("none"),
                           track=False, progress=False)
     started = time.perf_counter()
     run_trials(study, objective, cfg, worker=True)
@@ -51,7 +52,7 @@ def run(params, pruner: str, trials: int) -> dict:
 def main() -> int:
     import optuna
 
-    from pipeline.config import load_params
+    from pipeline.core.config import load_params
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpsite
 import pytest
 
-import httpsite
-from pipeline.config import Params, parse_params
+from pipeline.core.config import Params, parse_params
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("PIPELINE_SHARED_DATA", REPO.parent / "shared" / "data"))

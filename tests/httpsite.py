@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
-
 @dataclass
 class Site:
     """In-memory content plus per-path misbehaviours, shared with the handler threads."""

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
-
-from pipeline.analyzers import AnalyzerSpec, OktBatch, decode, encode, shared
 from conftest import REPO
+
+from pipeline.text.analyzers import AnalyzerSpec, OktBatch, decode, encode, shared
 
 SENTENCES = [
     "아버지가방에들어가신다",
@@ -83,8 +83,8 @@ def test_jvm_starts_from_each_java_quietly(java):
             pytest.skip("no system java on PATH")
     env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
     env["PIPELINE_JAVA"] = java
-    code = ("from pipeline.java import start_jvm; r = start_jvm(); print(r.origin, r.major);"
-            "from pipeline.analyzers import create, AnalyzerSpec, decode;"
+    code = ("from pipeline.text.java import start_jvm; r = start_jvm(); print(r.origin, r.major);"
+            "from pipeline.text.analyzers import create, AnalyzerSpec, decode;"
             "print(decode(create(AnalyzerSpec('okt', stem=True))(['재밌었다'])[0]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=120)

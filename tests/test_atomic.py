@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pipeline.atomic import atomic_dir, atomic_file
+from pipeline.core.atomic import atomic_dir, atomic_file
 
 
 def test_atomic_file_replaces_on_success_and_follows_umask(tmp_path):

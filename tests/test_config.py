@@ -1,13 +1,13 @@
 """params.yaml is read once into frozen, typed objects; bad keys fail at start-up, naming the key."""
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
-
-from pipeline.cli import EXIT_BAD_INPUT
-from pipeline.config import Params, ParamsError, load_params, parse_params, to_dict
 from conftest import REPO
+from pydantic import ValidationError
+
+from pipeline.core.cli import EXIT_BAD_INPUT
+from pipeline.core.config import Params, load_params, parse_params, to_dict
+from pipeline.core.errors import ParamsError
 
 
 def write(tmp_path, text: str):
@@ -22,12 +22,25 @@ def test_repo_params_load_into_frozen_objects():
     assert params.dataset.classes == ("행정", "경제", "복지")
     assert params.tokenize.pos_drop == ("Josa", "Punctuation")
     assert params.prepare.vocab.max_size == 20000
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         params.prepare.maxlen = 5  # type: ignore[misc]
 
 
 def test_defaults_match_an_empty_file(tmp_path):
     assert load_params(write(tmp_path, "")) == Params()
+
+
+def test_code_defaults_are_the_repo_params():
+    """One source of defaults: a key left out of a params file means what params.yaml says."""
+    assert to_dict(load_params(REPO / "params.yaml")) == to_dict(Params())
+
+
+def test_nulls_and_lists(tmp_path):
+    params = load_params(write(tmp_path, "tokenize:\n  clean_pattern:\n  pos_drop:\n  stopwords: [a, 1]\n"
+                                         "tune:\n  space:\ndataset:\n"))
+    assert (params.tokenize.clean_pattern, params.tokenize.pos_drop) == ("", ())
+    assert params.tokenize.stopwords == ("a", "1") and dict(params.tune.space) == {}
+    assert params.dataset == Params().dataset
 
 
 def test_round_trip_through_plain_data():
@@ -89,6 +102,27 @@ def test_repo_search_space_is_typed():
     ("tune:\n  space: [model.units]\n", "tune.space: expected a mapping"),
     ("tune:\n  metric: test/accuracy\n", "tune.metric: got 'test/accuracy', allowed: val/accuracy, val/loss"),
     ("tune:\n  subsample: 0\n", "tune.subsample: expected a number > 0 and <= 1"),
+    ("train:\n  modle: {}\n", "train.modle: unknown key (allowed in train: model, epochs, batch_size,"),
+    ("train:\n  model:\n    units: 0\n", "train.model.units: expected an integer >= 1 and <= 4096, got 0"),
+    ("train:\n  epochs: true\n", "train.epochs: expected an integer >= 1 and <= 10000, got True"),
+    ("train:\n  epochs: 2.5\n", "train.epochs: expected an integer >= 1 and <= 10000, got 2.5"),
+    ("train:\n  learning_rate: '0.1'\n", "train.learning_rate: expected a number > 0 and <= 10, got '0.1'"),
+    ("train:\n  learning_rate: null\n", "train.learning_rate: expected a number > 0 and <= 10, got None"),
+    ("dataset:\n  table:\n    label_column: 3\n", "dataset.table.label_column: expected a string, got 3"),
+    ("prepare:\n  padding: middle\n", "prepare.padding: got 'middle', allowed: pre, post"),
+    ("[1, 2]\n", "top level: expected a mapping, got [1, 2]"),
+    ("tune:\n  space:\n    maxlen: 5\n", "tune.space.maxlen: expected a mapping, got 5"),
+    ("tune:\n  space:\n    maxlen: {type: int, low: 1, high: 9, lo: 2}\n",
+     "tune.space.maxlen.lo: unknown key (allowed in tune.space.maxlen: type, low, high, log, step, choices)"),
+    ("tune:\n  space:\n    maxlen: {type: integer, low: 1, high: 9}\n",
+     "tune.space.maxlen.type: got 'integer', allowed: int, float, categorical"),
+    ("tune:\n  space:\n    batch_size: {type: categorical, choices: [16, {a: 1}]}\n",
+     "tune.space.batch_size.choices: expected plain values"),
+    ("tune:\n  space:\n    batch_size: {type: categorical, choices: [16, 0]}\n",
+     "tune.space.batch_size.choices[1]: expected an integer >= 1 and <= 65536, got 0"),
+    ("tokenize:\n  worker_kind: thread\n  analyzer: komoran\n", "tokenize.worker_kind: thread is only safe with okt"),
+    ("dataset:\n  name: table\n  table: {source: a.csv, text_columns: [t], label_column: y, sha256: abc}\n",
+     "dataset.table.sha256: expected 64 hex digits, got 'abc'"),
 ])
 def test_bad_values_name_the_key(tmp_path, text, message):
     with pytest.raises(ParamsError) as err:
@@ -103,7 +137,7 @@ def test_integer_is_accepted_as_float(tmp_path):
 
 
 def test_stage_exits_with_one_line_naming_the_key(tmp_path, capsys):
-    from pipeline.prepare import main
+    from pipeline.stages.prepare import main
 
     path = write(tmp_path, "prepare:\n  maxlen: -3\n")
     assert main(["--params", str(path)]) == EXIT_BAD_INPUT

@@ -5,13 +5,14 @@ import hashlib
 import json
 
 import pytest
-
 from httpsite import free_port
-from pipeline.config import DatasetParams, DownloadParams, TableSource
-from pipeline.datasets import KNOWN, DatasetSpec, RemoteFile
-from pipeline.download import download, fetch_known, main, mirror_location
-from pipeline.fetch import ChecksumMismatch, FetchError
-from pipeline.readers import load_documents
+
+from pipeline.core.config import DatasetParams, DownloadParams, TableSource
+from pipeline.core.errors import ChecksumMismatch, FetchError
+from pipeline.data.datasets import KNOWN, DatasetSpec, RemoteFile
+from pipeline.data.downloads import download, fetch_known, mirror_location
+from pipeline.data.readers import load_documents
+from pipeline.stages.download import main
 
 FAST = DownloadParams(retries=1, timeout=5, backoff=0)
 CSV = "제목,내용,분류\n가,나,행정\n다,라,경제\n".encode()

@@ -1,14 +1,18 @@
-"""dvc.yaml lists exactly the params each stage reads, and every listed key exists."""
+"""dvc.yaml lists exactly the params each stage reads, every listed key exists, and each stage's
+deps cover every module its code imports."""
 from __future__ import annotations
 
-import dataclasses
+import importlib.util
+from pathlib import Path
+
+import grimp
 
 import pytest
 import yaml
-
-from pipeline import download, evaluate, prepare, tokenize, train, tune
-from pipeline.config import Params
 from conftest import REPO
+
+from pipeline.core.config import Params
+from pipeline.stages import download, evaluate, prepare, tokenize, train, tune
 
 STAGES = {"download": download, "tokenize": tokenize, "prepare": prepare, "tune": tune, "train": train,
           "evaluate": evaluate}
@@ -28,7 +32,7 @@ def test_every_listed_key_exists(name):
     for key in STAGES[name].READS:
         obj = Params()
         for part in key.split("."):
-            assert part in {f.name for f in dataclasses.fields(obj)}, f"{key} is not a params key"
+            assert part in type(obj).model_fields, f"{key} is not a params key"
             obj = getattr(obj, part)
 
 
@@ -36,7 +40,7 @@ def test_stage_commands_run_the_stage_modules():
     stages = dvc_stages()
     produced = {next(iter(out)) for stage in stages.values() for out in stage.get("outs", [])}
     for name, stage in stages.items():
-        assert stage["cmd"] == f"python -m pipeline.{name}"
+        assert stage["cmd"] == f"python -m pipeline.stages.{name}"
         for dep in stage.get("deps", []):
             # Every dependency is code in the repo or the output of an earlier stage.
             assert (REPO / dep).exists() or dep in produced, dep
@@ -47,3 +51,48 @@ def test_outputs_persist_so_a_failed_run_keeps_them():
         for out in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
             (path, opts), = out.items()
             assert opts.get("persist") is True, path
+
+
+# Package __init__ files that hold only a docstring: importing them runs no code a stage depends on.
+DOCSTRING_ONLY = {"pipeline", "pipeline.stages"}
+
+
+def module_file(module: str) -> str:
+    return Path(importlib.util.find_spec(module).origin).resolve().relative_to(REPO).as_posix()
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_deps_cover_every_module_the_stage_imports(name):
+    """Change any module a stage imports (at the top or inside a function, directly or through
+    others) and DVC re-runs the stage: its folder or file is among the stage's deps."""
+    graph = grimp.build_graph("pipeline")
+    module = f"pipeline.stages.{name}"
+    imported = (graph.find_upstream_modules(module) | {module}) - DOCSTRING_ONLY
+    assert len(imported) > 3   # the graph was really built: every stage imports core and more
+    deps = dvc_stages()[name]["deps"]
+    uncovered = [f"{m} ({module_file(m)})" for m in sorted(imported)
+                 if not any(module_file(m) == d or module_file(m).startswith(d + "/") for d in deps)]
+    assert not uncovered, f"dvc.yaml: {name}: deps miss {', '.join(uncovered)}"
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_deps_name_no_package_the_stage_does_not_import(name):
+    graph = grimp.build_graph("pipeline")
+    module = f"pipeline.stages.{name}"
+    imported = {module_file(m) for m in graph.find_upstream_modules(module) | {module}}
+    for dep in dvc_stages()[name]["deps"]:
+        if dep.startswith("pipeline/"):
+            assert any(f == dep or f.startswith(dep + "/") for f in imported), f"{name}: {dep} is never imported"
+
+
+def test_every_dvc_output_is_named_in_core_paths():
+    """core/paths.py holds every output path the stages write; dvc.yaml names the same ones."""
+    from pipeline.core import paths
+
+    named = {str(v) for v in vars(paths).values() if isinstance(v, Path)}
+    folders = {str(paths.TUNE_PLOTS_DIR), str(paths.EVALUATE_PLOTS_DIR)}   # their files are listed one by one
+    outputs = {next(iter(entry)) for stage in dvc_stages().values()
+               for kind in ("outs", "metrics", "plots") for entry in stage.get(kind, [])}
+    assert len(outputs) > 10
+    missing = sorted(o for o in outputs if o not in named and str(Path(o).parent) not in folders)
+    assert not missing, f"dvc.yaml outputs not in pipeline/core/paths.py: {missing}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.evaluate import predict_proba, roc_points, scores, write_plots
+from pipeline.model.evaluation import roc_points, scores, write_plots
+from pipeline.model.inference import predict_proba
 
 
 def test_scores_per_class_and_macro_f1():
@@ -30,8 +31,8 @@ def test_roc_binary_and_micro_average():
 def test_batched_prediction_matches_whole_rows():
     import keras
 
-    from pipeline.config import ModelParams
-    from pipeline.models import build_model
+    from pipeline.core.config import ModelParams
+    from pipeline.model.architecture import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model(ModelParams(cell="gru", units=4, embedding_dim=4), vocab_size=20, num_classes=3)
@@ -66,9 +67,9 @@ def test_no_track_records_nothing_not_even_on_the_train_run(tmp_path, monkeypatc
     import keras
     import mlflow
 
-    from pipeline.config import ModelParams
-    from pipeline.evaluate import main
-    from pipeline.models import build_model
+    from pipeline.core.config import ModelParams
+    from pipeline.model.architecture import build_model
+    from pipeline.stages.evaluate import main
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"

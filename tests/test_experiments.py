@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 from dvc.utils.hydra import apply_overrides
 from hydra.core.override_parser.overrides_parser import OverridesParser
-
-from conftest import REPO
-from pipeline.config import check_params, load_params, to_dict
-from pipeline.experiments import (ExperimentError, apply, discover, hydra_value, load_experiment,
-                                  read_base, set_param_args)
 from test_pipeline_e2e import dvc, project, run  # noqa: F401  (project is a fixture)
+
+from pipeline.core.config import check_params, load_params, to_dict
+from pipeline.core.errors import ExperimentError
+from pipeline.experiments.commands import hydra_value, set_param_args
+from pipeline.experiments.spec import apply, discover, load_experiment, read_base
 
 PARAMS = REPO / "params.yaml"
 

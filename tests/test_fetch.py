@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from httpsite import Site  # noqa: E402  (the `site` fixture is in conftest)
+from httpsite import free_port as _free_port
 
-from pipeline.fetch import (
-    ChecksumMismatch,
-    FetchError,
-    FetchResult,
-    fetch,
-    file_digests,
-    parse_checksum,
-    verify,
-)
-
-from httpsite import Site, free_port as _free_port  # noqa: E402  (the `site` fixture is in conftest)
+from pipeline.core.errors import ChecksumMismatch, FetchError
+from pipeline.data.fetch import FetchResult, fetch, file_digests, parse_checksum, verify
 
 PAYLOAD = os.urandom(300_000) + b"label,text\n1,hello\n"
 

@@ -1,14 +1,12 @@
 """The recurrent classifier: textbook parameter counts, outputs, masking, cuDNN rule, save/load."""
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 import numpy as np
 import pytest
 
-from pipeline.config import ModelParams
-from pipeline.models import OneHot, build_model, output_spec, uses_fused_kernel
+from pipeline.core.config import ModelParams
+from pipeline.model.architecture import OneHot, build_model, output_spec, uses_fused_kernel
 
 CELLS = ("simple_rnn", "lstm", "gru")
 
@@ -18,7 +16,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 def hp(**overrides) -> ModelParams:
-    return dataclasses.replace(ModelParams(), **overrides)
+    return ModelParams(**overrides)
 
 
 def predict(model: keras.Model, *rows: list[int]) -> np.ndarray:

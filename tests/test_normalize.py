@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pipeline.normalize import Normalizer
+from pipeline.text.normalize import Normalizer
 
 
 def test_nfkc_html_lowercase_and_whitespace():

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from tinydata import TINY_PREPROCESS, tiny_data
 
-from pipeline.predict import check_encoding, input_format, main, predict_file
-from pipeline.predictor import EMPTY, PREDICTED, Classifier, load_encoder
-from pipeline.readers import DataError
+from pipeline.core.errors import DataError
+from pipeline.serve.bundle import load_encoder
+from pipeline.serve.predict import check_encoding, input_format, main, predict_file
+from pipeline.serve.predictor import EMPTY, PREDICTED, Classifier
 
 COLUMNS = [PREDICTED, "proba_0", "proba_1", EMPTY]
 
@@ -26,9 +26,9 @@ COLUMNS = [PREDICTED, "proba_0", "proba_1", EMPTY]
 def bundle(tmp_path_factory) -> Path:
     """A trained model bundle as the train stage writes it (maxlen 12, post padding)."""
     import tensorflow as tf
-
     from conftest import make_params
-    from pipeline.train import fit
+
+    from pipeline.model.training import fit
 
     folder = tmp_path_factory.mktemp("bundle")
     data = tiny_data()
@@ -159,7 +159,7 @@ def test_a_missing_model_says_how_to_make_one(tmp_path, monkeypatch, capsys):
 def test_pyfunc_takes_a_list_or_a_text_column_and_gives_the_same_answers(classifier, bundle, tmp_path):
     import mlflow
 
-    from pipeline import pyfunc
+    from pipeline.serve import pyfunc
 
     path = tmp_path / "pyfunc"
     pyfunc.save_model(bundle, path, ["0", "1"], TINY_PREPROCESS["examples"], "whitespace")

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import PrepareParams, VocabParams
-from pipeline.prepare import build_vocab, encode_pad, label_names, prepare
-from pipeline.readers import DataError
+from pipeline.core.config import PrepareParams, VocabParams
+from pipeline.core.errors import DataError
+from pipeline.data.sequences import build_vocab, encode_pad
+from pipeline.data.splits import label_names, prepare
 
 
 def tokens_table(n_per_class=(40, 30, 10), split="") -> pd.DataFrame:

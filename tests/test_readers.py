@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import TableSource
-from pipeline.readers import DataError, read_imdb, read_reuters, read_table
+from pipeline.core.config import TableSource
+from pipeline.core.errors import DataError
+from pipeline.data.readers import read_imdb, read_reuters, read_table
 
 ROWS = [("1", "좋은 영화", "재미 있다", "pos"), ("2", "별로", "", "neg"), ("3", "", "", "neg")]
 

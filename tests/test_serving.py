@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO
 from test_pipeline_e2e import TOPICS, write_dataset
 
@@ -61,8 +60,8 @@ def raw_texts(root: Path, ids) -> list[str]:
 
 
 def test_raw_text_goes_through_exactly_the_training_preprocessing(project):
-    from pipeline.evaluate import predict_proba
-    from pipeline.predictor import Classifier
+    from pipeline.model.inference import predict_proba
+    from pipeline.serve.predictor import Classifier
 
     root, _ = project
     classifier = Classifier.load(root / "models")
@@ -121,7 +120,7 @@ def post(url: str, body: dict) -> dict:
 
 
 def test_mlflow_models_serve_answers_raw_korean_text(project, tmp_path):
-    from pipeline.predictor import Classifier
+    from pipeline.serve.predictor import Classifier
 
     root, env = project
     port = free_port()

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import DatasetParams, DownloadParams, PrepareParams, TableSource, TokenizeParams
-from pipeline.download import download
-from pipeline.prepare import prepare
-from pipeline.readers import load_documents
-from pipeline.tokenize import tokenize_documents
+from pipeline.core.config import DatasetParams, DownloadParams, PrepareParams, TableSource, TokenizeParams
+from pipeline.data.downloads import download
+from pipeline.data.readers import load_documents
+from pipeline.data.splits import prepare
+from pipeline.text.documents import tokenize_documents
 
 NSMC_SHA256 = "fa80d8a66e9c7b0c9b1ade949bb5f38835e8640a884b3573df5643982ba532f7"
 

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import DatasetParams, TokenizeParams
-from pipeline.readers import DataError
-from pipeline.tokenize import (preprocess_spec, read_preprocess_spec, tokenize_documents, tokenize_texts,
-                               write_tokens)
+from pipeline.core.config import DatasetParams, TokenizeParams
+from pipeline.core.errors import DataError
+from pipeline.text.documents import preprocess_spec, read_preprocess_spec, tokenize_documents, write_tokens
+from pipeline.text.tokenizer import tokenize_texts
 
 KO = ["이 영화 정말 재밌어요!", "최악의 영화... 돈 아까워", "배우들의 연기가 좋았다", "이 영화 정말 재밌어요!"]
 
@@ -31,12 +30,12 @@ def test_duplicates_are_analysed_once_and_cached(tmp_path):
     assert tokens[0] == tokens[3] and tokens[0][:2] == ["이", "영화"]
     assert "재밌다" in tokens[0]     # stem=True: dictionary form
     # Changing only filters and stopwords: nothing is analysed again, and the filters apply.
-    rerun = replace(cfg, pos_drop=("Josa", "Punctuation"))
+    rerun = cfg.model_copy(update={"pos_drop": ("Josa", "Punctuation")})
     filtered, report = tokenize_texts(KO, rerun, cache, stopwords=frozenset({"영화"}))
     assert report.analysed == 0 and report.cache_hits == 11
     assert filtered[1] == ["최악", "돈", "아깝다"]
     # Changing an analyzer option is a different cache entry.
-    _, report = tokenize_texts(KO, replace(cfg, stem=False), cache)
+    _, report = tokenize_texts(KO, cfg.model_copy(update={"stem": False}), cache)
     assert report.analysed == 11
     with sqlite3.connect(cache) as db:
         assert db.execute("SELECT COUNT(DISTINCT sig) FROM analysis").fetchone()[0] == 2
@@ -53,7 +52,7 @@ def test_two_workers_give_the_same_tokens(tmp_path, analyzer, kind):
     texts = [f"{t} {i}번째 {i * 7}점" for i in range(400) for t in KO[:3]]   # 1,200 unique texts
     cfg = TokenizeParams(analyzer=analyzer, workers=1, worker_kind=kind)
     one, _ = tokenize_texts(texts, cfg, None)
-    two, report = tokenize_texts(texts, replace(cfg, workers=2), tmp_path / "c.sqlite")
+    two, report = tokenize_texts(texts, cfg.model_copy(update={"workers": 2}), tmp_path / "c.sqlite")
     assert report.workers_used == 2
     assert report.worker_kind == (kind if kind != "auto" else "process")
     assert one == two

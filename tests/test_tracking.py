@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import make_params
-from pipeline import tracking
+
+from pipeline.core import tracking
 
 CLASSES = ("경제", "복지", "행정")
 
@@ -198,7 +198,7 @@ def test_where_runs_go(tmp_path, monkeypatch):
 # --- the real stage commands ------------------------------------------------------------------
 
 def write_prepare_inputs(root: Path, classes=CLASSES, params: str = "") -> None:
-    from pipeline.tokenize import write_tokens
+    from pipeline.text.documents import write_tokens
 
     rows = [(f"{label}{i}", label, "", [label, f"w{i % 4}", "공통"][: 1 + i % 3])
             for label in classes for i in range(10)]
@@ -210,7 +210,7 @@ def write_prepare_inputs(root: Path, classes=CLASSES, params: str = "") -> None:
 
 
 def test_prepare_command_is_one_finished_run_with_metrics_and_artifacts(repo):
-    from pipeline.prepare import main
+    from pipeline.stages.prepare import main
 
     write_prepare_inputs(repo)
     before = all_runs()
@@ -231,7 +231,7 @@ def test_prepare_command_is_one_finished_run_with_metrics_and_artifacts(repo):
 
 
 def test_broken_params_exit_2_before_any_run(repo, capsys):
-    from pipeline.prepare import main
+    from pipeline.stages.prepare import main
 
     write_prepare_inputs(repo, params="prepare:\n  maxlen: -1\n")
     before = all_runs()
@@ -241,7 +241,7 @@ def test_broken_params_exit_2_before_any_run(repo, capsys):
 
 
 def test_bad_data_exits_2_and_the_run_is_failed(repo, capsys):
-    from pipeline.prepare import main
+    from pipeline.stages.prepare import main
 
     write_prepare_inputs(repo, classes=("경제",))
     before = all_runs()
@@ -253,7 +253,7 @@ def test_bad_data_exits_2_and_the_run_is_failed(repo, capsys):
 
 
 def test_no_track_records_nothing(repo):
-    from pipeline.prepare import main
+    from pipeline.stages.prepare import main
 
     write_prepare_inputs(repo)
     before = all_runs()
@@ -263,7 +263,7 @@ def test_no_track_records_nothing(repo):
 
 
 def test_unusable_store_is_one_line_and_exit_2(repo, monkeypatch, capsys):
-    from pipeline.prepare import main
+    from pipeline.stages.prepare import main
 
     write_prepare_inputs(repo)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://nowhere")
@@ -273,7 +273,7 @@ def test_unusable_store_is_one_line_and_exit_2(repo, monkeypatch, capsys):
 
 
 def test_sigterm_during_a_stage_exits_130_and_the_run_is_killed(repo, capsys):
-    from pipeline.cli import EXIT_INTERRUPTED, run_stage, stage_parser
+    from pipeline.core.cli import EXIT_INTERRUPTED, run_stage, stage_parser
 
     def body(params, args):
         os.kill(os.getpid(), signal.SIGTERM)   # what `kill` or a CI timeout sends
@@ -291,7 +291,7 @@ def test_sigterm_during_a_stage_exits_130_and_the_run_is_killed(repo, capsys):
 
 def test_three_stages_in_a_row_are_three_finished_runs(repo):
     """download -> tokenize -> prepare on a tiny table, no JVM: what `dvc repro` records."""
-    from pipeline import download, prepare, tokenize
+    from pipeline.stages import download, prepare, tokenize
 
     lines = ["text,label"] + [f"{label} 문의 {i} 관련 질문,{label}" for label in CLASSES for i in range(8)]
     (repo / "questions.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO
 from httpsite import free_port
 from tinydata import tiny_data
 
-from pipeline.config import ModelParams, TrainParams
-from pipeline.train import bucket_boundaries, class_weights, fit, make_dataset, make_strategy
+from pipeline.core.config import ModelParams, TrainParams
+from pipeline.data.sequences import bucket_boundaries
+from pipeline.model.strategies import make_strategy
+from pipeline.model.training import class_weights, fit, make_dataset
 
 WORKER = Path(__file__).with_name("train_worker.py")
 SMALL = TrainParams(model=ModelParams(cell="gru", units=8, embedding_dim=8), epochs=3, batch_size=16,
@@ -127,8 +128,7 @@ def test_multi_worker_strategy_with_two_local_processes(tmp_path):
 @pytest.mark.parametrize("truncating", ["pre", "post"])
 def test_shorten_equals_preparing_with_the_shorter_maxlen(padding, truncating):
     """Re-cutting prepared rows to a tuned maxlen keeps exactly the tokens prepare would have kept."""
-    from pipeline.prepare import encode_pad
-    from pipeline.train import shorten
+    from pipeline.data.sequences import encode_pad, shorten
 
     rng = np.random.default_rng(0)
     docs = [[f"w{t}" for t in rng.integers(0, 9, n)] for n in (0, 1, 3, 5, 8, 11, 14)]

@@ -11,13 +11,12 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-
 from conftest import REPO, make_params
 from tinydata import write_prepared
 
-from pipeline import studies
-from pipeline.cli import StageError
-from pipeline.config import ParamsError, TrainParams, override
+from pipeline.core.config import TrainParams, override
+from pipeline.core.errors import ParamsError, StageError
+from pipeline.tuning import study as studies
 
 SPACE = {"model.units": {"type": "int", "low": 4, "high": 16, "log": True},
          "learning_rate": {"type": "float", "low": 0.001, "high": 0.05, "log": True},
@@ -64,7 +63,7 @@ def test_override_checks_values_like_params_yaml():
 
 
 def test_subsample_is_stratified_and_seeded():
-    from pipeline.tune import subsample
+    from pipeline.tuning.objective import subsample
 
     y = np.array([0] * 80 + [1] * 20 + [2] * 2)
     split = {"x": np.arange(len(y))[:, None], "y": y, "length": np.ones(len(y), int)}
@@ -111,7 +110,7 @@ def test_workers_refuse_sqlite_and_passwords_are_hidden():
 
 
 def test_space_above_the_prepared_length_fails_before_any_trial(project, capsys):
-    from pipeline.tune import main
+    from pipeline.stages.tune import main
 
     write_project(project, space={**SPACE, "maxlen": {"type": "int", "low": 6, "high": 40}})
     assert main(["--no-track"]) == 2
@@ -121,8 +120,8 @@ def test_space_above_the_prepared_length_fails_before_any_trial(project, capsys)
 
 
 def test_no_trials_means_train_keeps_its_params(project):
-    from pipeline.train import resolve_tuned
-    from pipeline.tune import main
+    from pipeline.stages.tune import main
+    from pipeline.tuning.best import resolve_tuned
 
     write_project(project, n_trials=0)
     assert main(["--no-track"]) == 0
@@ -134,7 +133,7 @@ def test_no_trials_means_train_keeps_its_params(project):
 
 
 def test_timeout_ends_the_run_after_the_trial_in_progress(project, capsys):
-    from pipeline.tune import main
+    from pipeline.stages.tune import main
 
     write_project(project, n_trials=50, timeout=0.01)
     assert main(["--no-track"]) == 0
@@ -146,7 +145,7 @@ def test_timeout_ends_the_run_after_the_trial_in_progress(project, capsys):
 
 
 def test_train_merges_the_best_trial_only_when_asked(project):
-    from pipeline.train import resolve_tuned
+    from pipeline.tuning.best import resolve_tuned
 
     params = make_params(**tune_params())
     with pytest.raises(StageError, match="tune/best_params.json: missing; run the tune stage first"):
@@ -170,7 +169,7 @@ def test_study_prunes_records_failures_resumes_and_is_tracked(project):
     epoch), and one whose maxlen the data cannot serve (it raises: FAIL, the study goes on)."""
     import mlflow
 
-    from pipeline.tune import main
+    from pipeline.stages.tune import main
 
     write_project(project, study_name="t")
     (project / "tune").mkdir()

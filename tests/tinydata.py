@@ -9,7 +9,7 @@ import numpy as np
 
 def tiny_data(n: int = 192, maxlen: int = 12, vocab: int = 30, seed: int = 0):
     """Class 1 rows contain token 3, class 0 rows token 4; lengths vary (post-padded)."""
-    from pipeline.train import Prepared
+    from pipeline.data.prepared import Prepared
 
     rng = np.random.default_rng(seed)
 

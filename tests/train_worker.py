@@ -14,7 +14,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-
 from tinydata import tiny_data  # noqa: E402
 
 
@@ -25,9 +24,10 @@ def main() -> None:
     if mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from pipeline.config import ModelParams, TrainParams
-    from pipeline.seed import set_seed
-    from pipeline.train import fit, is_chief, make_strategy
+    from pipeline.core.config import ModelParams, TrainParams
+    from pipeline.core.seed import set_seed
+    from pipeline.model.strategies import is_chief, make_strategy
+    from pipeline.model.training import fit
 
     devices = ("/cpu:0", "/cpu:1") if mode == "mirrored" else ()
     strategy = make_strategy(mode, devices)

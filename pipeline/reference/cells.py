@@ -2,7 +2,7 @@
 
 `unroll(cell, x)` runs a Keras SimpleRNNCell / LSTMCell / GRUCell over the time axis in a plain
 Python loop, from zero states, and returns every step's output, as the layer would with
-`return_sequences=True` (tests/test_cells.py holds it to the layer's outputs).
+`return_sequences=True` (tests/test_reference.py holds it to the layer's outputs).
 """
 from __future__ import annotations
 

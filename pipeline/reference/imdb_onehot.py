@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import paths
-from pipeline.atomic import write_json
-from pipeline.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from pipeline.core import paths
+from pipeline.core.atomic import write_json
+from pipeline.core.cli import run_command
+from pipeline.core.errors import DataError
 from pipeline.reference.numpy_rnn import NumpyRNN
-from pipeline.tracking import TrackingError
 
 EXPERIMENT_TAG = "numpy-rnn-onehot"
 
@@ -32,16 +32,19 @@ EXPERIMENT_TAG = "numpy-rnn-onehot"
 def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     path = folder / f"{split}.npz"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; run the imdb-onehot-simplernn experiment and "
-                                "`dvc exp apply imdb-onehot-simplernn` first (see the README)")
+        raise DataError(f"{path}: missing; run the imdb-onehot-simplernn experiment and "
+                        "`dvc exp apply imdb-onehot-simplernn` first (see docs/experiments.md)")
     with np.load(path) as data:
         return data["x"].astype(np.int64), data["y"].astype(np.float64)
 
 
 def check_binary(folder: Path) -> list[str]:
+    if not (folder / "labels.json").is_file():
+        raise DataError(f"{folder}/labels.json: missing; run the prepare stage (or the imdb-onehot-simplernn "
+                        "experiment) first")
     labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
     if len(labels) != 2:
-        raise ValueError(f"{folder}/labels.json: {len(labels)} classes; the NumPy RNN is a binary classifier")
+        raise DataError(f"{folder}/labels.json: {len(labels)} classes; the NumPy RNN is a binary classifier")
     return labels
 
 
@@ -92,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     options = {"hidden": args.hidden, "learning_rate": args.learning_rate, "clip_norm": args.clip_norm or None,
                "epochs": args.epochs, "batch_size": args.batch_size, "truncate": args.truncate or None,
                "seed": args.seed}
-    try:
+
+    def run() -> None:
         labels = check_binary(args.prepared)
-        run = nullcontext() if args.no_track else _mlflow_run(args.prepared, options)
-        with run as active:
+        tracked = nullcontext() if args.no_track else _mlflow_run(args.prepared, options)
+        with tracked as active:
             if active:
                 import mlflow
 
@@ -111,26 +115,21 @@ def main(argv: list[str] | None = None) -> int:
             write_json(args.output, summary)
             if active:
                 mlflow.log_artifact(str(args.output), "reference")
-    except (FileNotFoundError, ValueError, TrackingError) as exc:
-        print(f"reference: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("reference: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(f"reference: NumPy SimpleRNN({args.hidden}) best epoch {summary['best_epoch']}: val accuracy "
-          f"{summary['val_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f} "
-          f"({summary['seconds']:.0f} s) -> {args.output}")
-    return 0
+        print(f"reference: NumPy SimpleRNN({args.hidden}) best epoch {summary['best_epoch']}: val accuracy "
+              f"{summary['val_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f} "
+              f"({summary['seconds']:.0f} s) -> {args.output}")
+
+    return run_command("reference", run)
 
 
 def _mlflow_run(folder: Path, options: dict):
     """The stages' own run wrapper: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM."""
-    from pipeline.config import parse_params
-    from pipeline.tracking import stage_run
+    from pipeline.core.config import parse_params
+    from pipeline.core.tracking import stage_run
 
     dataset = json.loads((folder / "params.json").read_text(encoding="utf-8")).get("dataset", {}).get("name")
     if not dataset:
-        raise ValueError(f"{folder}/params.json: no dataset.name (not written by the prepare stage?)")
+        raise DataError(f"{folder}/params.json: no dataset.name (not written by the prepare stage?)")
     return stage_run("reference", parse_params({}), reads=(), dataset=dataset, run_name="reference numpy-rnn")
 
 

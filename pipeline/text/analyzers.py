@@ -70,15 +70,17 @@ class OktBatch:
 
     Okt splits its input into whitespace-separated chunks and analyses each on its own, so texts
     joined with a lone sentinel (" ⊥ ") come back as the per-text analyses separated by a sentinel
-    token. One call per ~100 texts saves Okt's per-call set-up. A text that holds the sentinel, or
-    a group whose sentinel count comes back wrong, is analysed one text at a time.
+    token. One call per group (up to GROUP_DOCS texts or GROUP_CHARS characters) saves Okt's
+    per-call set-up. A text that holds the sentinel, or a group whose sentinel count comes back
+    wrong, is analysed one text at a time.
     """
     SENTINEL = "⊥"
     GROUP_DOCS, GROUP_CHARS = 500, 20_000
 
     def __init__(self, spec: AnalyzerSpec) -> None:
         import jpype
-        from pipeline.java import start_jvm
+
+        from pipeline.text.java import start_jvm
 
         start_jvm(spec.java_heap_mb)
         from konlpy.tag import Okt
@@ -147,7 +149,7 @@ _ENGLISH_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)*")
 
 
 def _konlpy_pos(name: str, heap_mb: int) -> Callable[[str], Analysis]:
-    from pipeline.java import start_jvm
+    from pipeline.text.java import start_jvm
 
     start_jvm(heap_mb)
     from konlpy import tag

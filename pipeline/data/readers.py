@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import DatasetParams, TableSource
+from pipeline.core.config import DatasetParams, TableSource
+from pipeline.core.errors import DataError
 
 COLUMNS = ["id", "text", "label", "split"]
 # pandas.read_csv options for every delimited file: each cell a string as written (ids like 00123,
@@ -22,8 +23,6 @@ COLUMNS = ["id", "text", "label", "split"]
 DELIMITED = {"dtype": str, "keep_default_na": False, "na_values": [""]}
 
 
-class DataError(ValueError):
-    """Bad input data: the message names the file, and the row or column where it can."""
 
 
 def load_documents(raw_dir: Path, dataset: DatasetParams) -> pd.DataFrame:

@@ -1,46 +1,33 @@
-"""Raw text in, a label and class probabilities out, through exactly the preprocessing of training.
+"""A model bundle: a folder (models/ after `dvc repro`) with everything needed to label raw text.
 
-A model bundle is a folder (models/ after `dvc repro`) holding:
   model.keras      the trained network
   vocab.json       token -> id (0 = padding, 1 = out of vocabulary)
   labels.json      class id -> label name
   params.json      the train params (train.maxlen) and the prepared data's (maxlen, padding, truncating)
   preprocess.json  the tokenize params (normaliser, analyzer, POS filters) and the resolved stopwords
-The same code serves the predict CLI, the MLflow pyfunc model and `mlflow models serve`: the text
-goes through tokenize_texts and encode_pad, the functions the tokenize and prepare stages ran.
+The train stage writes it (`save_bundle`); serving reads it (`load_encoder`): the text goes through
+tokenize_texts and encode_pad, the functions the tokenize and prepare stages ran.
 """
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import math
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 
-from pipeline.analyzers import shared
-from pipeline.cli import StageError
-from pipeline.config import ParamsError, TokenizeParams, parse_params
-from pipeline.prepare import encode_pad
-from pipeline.tokenize import MemoryCache, analyzer_spec, tokenize_texts
+from pipeline.core.config import ParamsError, TokenizeParams, TrainParams, parse_params, to_dict
+from pipeline.core.errors import StageError
+from pipeline.data.sequences import encode_pad
+from pipeline.text.analyzers import shared
+from pipeline.text.tokenizer import MemoryCache, analyzer_spec, tokenize_texts
 
 BUNDLE_FILES = ("model.keras", "vocab.json", "labels.json", "params.json", "preprocess.json")
-PREDICTED = "predicted"       # the label name
-EMPTY = "empty_text"          # no tokens after normalisation and filters: predicted from an empty sequence
-PROBA_PREFIX = "proba_"
-
-
-def proba_column(label: str) -> str:
-    return f"{PROBA_PREFIX}{label}"
-
-
-def output_columns(labels: Sequence[str]) -> list[str]:
-    return [PREDICTED, *map(proba_column, labels), EMPTY]
 
 
 def as_text(value: Any) -> str:
@@ -114,57 +101,16 @@ def load_encoder(folder: Path) -> Encoder:
     # One analyzer process at most: a pool of JVM processes per batch would cost more than it saves.
     # Okt runs in threads of one JVM, as in the tokenize stage.
     kind = "thread" if analyzer.thread_safe else "process"
-    cfg = dataclasses.replace(cfg, stopwords_file="", worker_kind=kind,
-                              workers=cfg.workers if kind == "thread" else 1)
+    cfg = cfg.model_copy(update={"stopwords_file": "", "worker_kind": kind,
+                                 "workers": cfg.workers if kind == "thread" else 1})
     return Encoder(cfg, frozenset(spec.get("stopwords", ())), _read_json(folder, "vocab.json"), maxlen,
                    padding, truncating)
 
-
-class Classifier:
-    """A model bundle, loaded: `predict(texts)` gives a DataFrame of label, probabilities, flag."""
-
-    def __init__(self, model: Any, labels: list[str], encoder: Encoder, batch_size: int = 512,
-                 folder: Path | None = None) -> None:
-        from pipeline.evaluate import compiled_forward
-
-        self.model, self.labels, self.encoder, self.batch_size = model, labels, encoder, batch_size
-        self.forward = compiled_forward(model)
-        self.folder = folder   # where it was loaded from
-
-    @classmethod
-    def load(cls, folder: str | Path, batch_size: int = 512) -> Classifier:
-        import keras
-
-        import pipeline.models  # noqa: F401  (registers the custom layers for loading)
-
-        folder = Path(folder)
-        check_bundle(folder)
-        encoder = load_encoder(folder)
-        model = keras.models.load_model(folder / "model.keras", compile=False)
-        # TensorFlow leaves millions of long-lived Python objects that every full garbage collection
-        # walks again, while tokenizing allocates fast: measured, Okt ran 2x slower after
-        # `import tensorflow` (20,000 NSMC reviews: 19.0 s, 7.6 s with the objects frozen).
-        gc.freeze()
-        return cls(model, _read_json(folder, "labels.json"), encoder, batch_size, folder)
-
-    def warm_up(self) -> None:
-        """The analyzer started and the forward pass traced, so the first request is not slower."""
-        self.encoder.warm_up()
-        self.forward(np.zeros((1, 1), np.int32))
-
-    def predict_proba(self, texts: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities [n, classes] and token counts per text."""
-        from pipeline.evaluate import predict_proba
-
-        if len(texts) == 0:
-            return np.zeros((0, len(self.labels)), np.float32), np.zeros(0, np.int32)
-        x, lengths = self.encoder.encode(texts)
-        return predict_proba(self.model, x, lengths, self.encoder.padding, self.batch_size, self.forward), lengths
-
-    def predict(self, texts: Sequence[Any]) -> pd.DataFrame:
-        proba, lengths = self.predict_proba(texts)
-        out = pd.DataFrame({PREDICTED: np.asarray(self.labels, dtype=object)[proba.argmax(1)]})
-        for i, label in enumerate(self.labels):
-            out[proba_column(label)] = proba[:, i].astype(np.float64)
-        out[EMPTY] = lengths == 0
-        return out
+def save_bundle(folder: Path, model, prepared_dir: Path, cfg: TrainParams) -> None:
+    """What pipeline/predictor.py needs to label raw text: the model and how its input was made."""
+    model.save(folder / "model.keras")
+    for name in ("vocab.json", "labels.json", "preprocess.json"):
+        shutil.copyfile(prepared_dir / name, folder / name)
+    (folder / "params.json").write_text(json.dumps(
+        {"train": to_dict(cfg), "prepared": json.loads((prepared_dir / "params.json").read_text(encoding="utf-8"))},
+        ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -1,4 +1,9 @@
-"""What every stage's command line shares: --params, --no-track, one-line errors, Ctrl-C."""
+"""What every command line shares: one-line errors, Ctrl-C, and for stages --params and --no-track.
+
+`run_command` is the one place a `PipelineError` (core/errors.py: anything the user caused) becomes
+one line on stderr and exit code 2, and Ctrl-C exit code 130. Other exceptions are bugs: they keep
+their traceback.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,14 +11,23 @@ import sys
 from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, Sequence
 
-from pipeline.config import Params, ParamsError, load_params
+from pipeline.core.config import Params, load_params
+from pipeline.core.errors import PipelineError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
-class StageError(RuntimeError):
-    """A failure the user can act on; printed as one line, without a traceback."""
+def run_command(name: str, body: Callable[[], int | None], interrupted: str = "") -> int:
+    """body's exit code (None: 0); a PipelineError is one line `name: error: ...` and exit 2."""
+    try:
+        return body() or 0
+    except PipelineError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def stage_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -32,7 +46,7 @@ def _tracked(name: str, params: Params, reads: Sequence[str],
              args: argparse.Namespace) -> AbstractContextManager:
     if getattr(args, "no_track", False):
         return nullcontext()
-    from pipeline.tracking import stage_run
+    from pipeline.core.tracking import stage_run
     return stage_run(name, params, reads)
 
 
@@ -45,22 +59,13 @@ def run_stage(name: str, body: Callable[[Params, argparse.Namespace], None],
     run records the values actually used.
     """
     args = parser.parse_args(argv)
-    # Imported here so a bad params.yaml is reported before any heavy import.
-    from pipeline.fetch import FetchError
-    from pipeline.readers import DataError
-    from pipeline.tracking import TrackingError
 
-    try:
+    def run() -> None:
         params = load_params(args.params)   # before tracking: a bad file creates no run
         if resolve is not None:
             params = resolve(params)
-        # The run ends (FAILED / KILLED) as the exception leaves it, before the message below.
+        # The run ends (FAILED / KILLED) as the exception leaves it, before the message is printed.
         with _tracked(name, params, reads, args):
             body(params, args)
-    except (ParamsError, DataError, FetchError, StageError, TrackingError) as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted; previous outputs are left as they were", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+
+    return run_command(name, run, interrupted="previous outputs are left as they were")

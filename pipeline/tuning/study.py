@@ -19,14 +19,14 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from pipeline import paths
-from pipeline.cli import StageError
-from pipeline.config import Params, SearchDim, TrainParams, TuneParams, to_dict
+from pipeline.core import paths
+from pipeline.core.config import Params, SearchDim, TrainParams, TuneParams, to_dict
+from pipeline.core.errors import StageError
 
 if TYPE_CHECKING:
     import optuna
 
-DEFAULT_DB = paths.TUNE_DIR / "optuna.db"
+DEFAULT_DB = paths.OPTUNA_DB
 HEARTBEAT_SECONDS = 20        # RDB storages: a running trial's worker checks in this often ...
 GRACE_SECONDS = 90            # ... and is declared dead (its trial FAIL) after this long silent
 SCHEMA_ATTEMPTS = 4

@@ -28,6 +28,8 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from pipeline.core.errors import ChecksumMismatch, FetchError
+
 __all__ = [
     "ChecksumMismatch",
     "FetchError",
@@ -58,12 +60,8 @@ _TRANSIENT_ERRORS = (
 )
 
 
-class FetchError(RuntimeError):
-    """A file could not be obtained from any source."""
 
 
-class ChecksumMismatch(FetchError):
-    """The bytes arrived completely but are not the expected ones."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""Where stages read and write, relative to the repo root (the folder dvc.yaml is in)."""
+"""Every output path of the pipeline, relative to the repo root (the folder dvc.yaml is in).
+
+dvc.yaml names the same paths; a test checks the two agree."""
 from __future__ import annotations
 
 import os
@@ -12,6 +14,13 @@ PREPARE_STATS = Path("data/prepare_stats.json")
 LENGTHS_PLOT = Path("data/plots/lengths.csv")
 TUNE_DIR = Path("tune")
 BEST_PARAMS = TUNE_DIR / "best_params.json"
+TUNE_SUMMARY = TUNE_DIR / "study.json"
+TRIALS_CSV = TUNE_DIR / "trials.csv"
+TUNE_PLOTS_DIR = TUNE_DIR / "plots"
+OPTUNA_DB = TUNE_DIR / "optuna.db"
+MODELS_DIR = Path("models")
+METRICS = Path("metrics.json")
+EVALUATE_PLOTS_DIR = Path("plots/evaluate")
 
 
 def repo_root() -> Path:

@@ -19,12 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
-from pipeline import paths
-from pipeline.config import Params, to_dict
+from pipeline.core import paths
+from pipeline.core.config import Params, to_dict
+from pipeline.core.errors import TrackingError
 
 if TYPE_CHECKING:
     import mlflow
-    from matplotlib.figure import Figure
 
 # Set before mlflow is imported anywhere through this module, so `python -m pipeline.x` run by
 # hand (not through the Makefile, which exports it too) sends nothing either.
@@ -42,8 +42,6 @@ MAX_TAG_LENGTH = 8000         # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
 _SEGMENT_CHAR = re.compile(r"[\w.\- ]")
 
 
-class TrackingError(RuntimeError):
-    """The tracking store cannot be reached or used; printed as one line by the CLI."""
 
 
 def local_store() -> Path:
@@ -315,19 +313,3 @@ def log_files(files: Iterable[Path], artifact_path: str) -> None:
     for file in files:
         if Path(file).is_file():
             mlflow.log_artifact(str(file), artifact_path)
-
-
-def histogram_figure(values: Sequence[float], line_at: float, line_label: str, xlabel: str,
-                     title: str) -> Figure:
-    """A histogram with a vertical line (e.g. training lengths and maxlen), without pyplot,
-    so no GUI backend and no global figure state are involved."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7, 4), dpi=100)
-    axes = figure.subplots()
-    axes.hist(values, bins=min(60, max(1, len(set(values)))), color="#4c72b0")
-    axes.axvline(line_at, color="#c44e52", linestyle="--", label=line_label)
-    axes.set(xlabel=xlabel, ylabel="rows", title=title)
-    axes.legend()
-    figure.tight_layout()
-    return figure

@@ -10,7 +10,7 @@ from typing import Any
 
 import keras
 
-from pipeline.config import ModelParams
+from pipeline.core.config import ModelParams
 
 _CELLS: dict[str, type[keras.layers.Layer]] = {
     "simple_rnn": keras.layers.SimpleRNN,
@@ -57,8 +57,8 @@ def output_spec(num_classes: int) -> tuple[int, str, str]:
     return num_classes, "softmax", "sparse_categorical_crossentropy"
 
 
-def uses_fused_kernel(hp: ModelParams, padding: str) -> bool:
-    """Whether Keras 3 can run the recurrent layers on the fused cuDNN kernel on a GPU.
+def fused_kernel_blockers(hp: ModelParams, padding: str) -> list[str]:
+    """What keeps Keras 3 from running the recurrent layers on the fused cuDNN kernel on a GPU.
 
     It matters for speed only: on a GPU the fused LSTM/GRU kernel is several times faster than
     the step-by-step loop, which Keras silently falls back to otherwise. On CPU there is no fused
@@ -66,9 +66,19 @@ def uses_fused_kernel(hp: ModelParams, padding: str) -> bool:
     the default activations (always the case here) and no recurrent dropout; with a mask, cuDNN
     only accepts right-padded sequences, so pre-padding forces the slow path.
     """
-    if hp.cell not in ("lstm", "gru") or hp.recurrent_dropout != 0:
-        return False
-    return not hp.mask or padding == "post"
+    blockers = []
+    if hp.cell not in ("lstm", "gru"):
+        blockers.append(f"train.model.cell is {hp.cell} (only lstm and gru have one)")
+    if hp.recurrent_dropout != 0:
+        blockers.append(f"train.model.recurrent_dropout is {hp.recurrent_dropout:g} (must be 0)")
+    if hp.mask and padding != "post":
+        blockers.append(f"prepare.padding is {padding} with train.model.mask (masks need post padding)")
+    return blockers
+
+
+def uses_fused_kernel(hp: ModelParams, padding: str) -> bool:
+    """Whether a GPU would run these layers on the fused cuDNN kernel (see fused_kernel_blockers)."""
+    return not fused_kernel_blockers(hp, padding)
 
 
 def build_model(hp: ModelParams, vocab_size: int, num_classes: int) -> keras.Model:

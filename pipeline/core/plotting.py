@@ -1,0 +1,78 @@
+"""Plot helpers shared by the stages: a Hangul font, a message in place of a plot, common figures.
+
+matplotlib is imported inside the functions: importing this module costs nothing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def hangul_font() -> str | None:
+    """NanumGothic from the koreanize-matplotlib wheel, else any Hangul font the machine has.
+
+    Without one, labels like 행정 are drawn as empty boxes. Only the font file is registered:
+    importing that package would rewrite matplotlib's global settings.
+    """
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    from matplotlib import font_manager
+
+    spec = find_spec("koreanize_matplotlib")
+    if spec and spec.origin:
+        font = Path(spec.origin).parent / "fonts" / "NanumGothic.ttf"
+        if font.is_file():
+            font_manager.fontManager.addfont(str(font))
+            return font_manager.FontProperties(fname=str(font)).get_name()
+    for name in ("NanumGothic", "Noto Sans CJK KR", "Noto Sans KR", "UnDotum", "Malgun Gothic"):
+        if any(f.name == name for f in font_manager.fontManager.ttflist):
+            return name
+    return None
+
+def message_figure(title: str, text: str):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 2.5))
+    figure.text(0.5, 0.5, f"{title}\n{text}", ha="center", va="center", wrap=True)
+    return figure
+
+def histogram_figure(values: Sequence[float], line_at: float, line_label: str, xlabel: str,
+                     title: str) -> Figure:
+    """A histogram with a vertical line (e.g. training lengths and maxlen), without pyplot,
+    so no GUI backend and no global figure state are involved."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4), dpi=100)
+    axes = figure.subplots()
+    axes.hist(values, bins=min(60, max(1, len(set(values)))), color="#4c72b0")
+    axes.axvline(line_at, color="#c44e52", linestyle="--", label=line_label)
+    axes.set(xlabel=xlabel, ylabel="rows", title=title)
+    axes.legend()
+    figure.tight_layout()
+    return figure
+
+def learning_curve_png(history: list[dict], target: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    best = epochs[int(np.argmin([r["val/loss"] for r in history]))]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        ax.plot(epochs, [r[f"train/{metric}"] for r in history], "o-", label="train")
+        ax.plot(epochs, [r[f"val/{metric}"] for r in history], "o-", label="val")
+        ax.axvline(best, ls=":", color="grey", label=f"kept (epoch {best})")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(target, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,132 @@
+"""Datasets onto disk: from the download cache, a mirror or the source, checked, laid out in data/raw/.
+
+Files are kept in a download cache (.cache/downloads/) and verified on every run, so a re-run
+fetches nothing; data/raw/ is then rebuilt from the cache and swapped in whole, with
+data/raw/manifest.json recording each file's source, size and sha256.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+from pipeline.core import paths
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.config import DatasetParams, DownloadParams, to_dict
+from pipeline.core.errors import ChecksumMismatch, FetchError
+from pipeline.data.datasets import KNOWN, DatasetSpec, RemoteFile
+from pipeline.data.fetch import FetchResult, fetch, verify
+
+MIRROR_ENV = "PIPELINE_DATA_MIRROR"
+
+
+def mirror_location(mirror: str, dataset: str, name: str) -> str:
+    """A mirror is a folder or a base URL holding <dataset>/<file name>."""
+    if "://" in mirror:
+        return f"{mirror.rstrip('/')}/{quote(dataset)}/{quote(name)}"
+    return str(Path(mirror) / dataset / name)
+
+
+def fetch_cached(file: RemoteFile, sources: list[str], cache: Path, settings: DownloadParams,
+                 label: str) -> FetchResult:
+    """The file from the download cache when it verifies there, else fetched into it."""
+    target = cache / file.name
+    source_note = target.with_name(target.name + ".source")
+    if target.is_file():
+        try:
+            sha256 = verify(target, file.checksum, label=label)
+            source = source_note.read_text(encoding="utf-8") if source_note.is_file() else str(target)
+            return FetchResult(source=source, size=target.stat().st_size, sha256=sha256)
+        except ChecksumMismatch:
+            print(f"download: cached {target} fails its checksum; fetching it again", file=sys.stderr)
+    result = fetch(sources, target, checksum=file.checksum, retries=settings.retries,
+                   timeout=settings.timeout, backoff=settings.backoff, label=label)
+    source_note.write_text(result.source, encoding="utf-8")
+    return result
+
+
+def fetch_known(spec: DatasetSpec, settings: DownloadParams, cache_root: Path,
+                mirror: str | None) -> list[tuple[RemoteFile, FetchResult]]:
+    """Fetch the first variant that can be had: canonical hosts, or the mirror when one is set."""
+    first_error: FetchError | None = None
+    for variant in spec.variants:
+        if not mirror and not all(f.urls for f in variant):
+            continue    # a mirror-only variant
+        try:
+            results = []
+            for file in variant:
+                sources = [mirror_location(mirror, spec.name, file.name)] if mirror else list(file.urls)
+                results.append((file, fetch_cached(file, sources, cache_root / spec.name, settings,
+                                                   f"{spec.name}/{file.name}")))
+            return results
+        except ChecksumMismatch:
+            raise   # wrong bytes are never papered over by another variant
+        except FetchError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise FetchError(f"{first_error} -- {ways_around(spec, cache_root, mirror)}") from None
+
+
+def ways_around(spec: DatasetSpec, cache_root: Path, mirror: str | None) -> str:
+    file = spec.variants[0][0]
+    if mirror:
+        return (f"check that {MIRROR_ENV}={mirror} holds {spec.name}/{file.name} "
+                f"(or unset it to use the canonical host)")
+    return (f"no network? Either set {MIRROR_ENV} to a folder or base URL that holds "
+            f"{spec.name}/<file> (e.g. {MIRROR_ENV}=../shared/data), or copy {file.name} to "
+            f"{cache_root / spec.name / file.name} yourself (it is checked against {file.checksum})")
+
+
+def fetch_table(dataset: DatasetParams, settings: DownloadParams) -> tuple[RemoteFile, FetchResult, Path]:
+    """The user's own file, fetched into a temp folder (it is not pinned, so not cached)."""
+    table = dataset.table
+    name = os.path.basename(table.source.rstrip("/").split("?")[0]) or "table"
+    file = RemoteFile(name=name, checksum=f"sha256:{table.sha256.lower()}" if table.sha256 else "")
+    staging = paths.cache_dir() / "downloads" / "table"
+    if "://" not in table.source and not Path(table.source).is_file():
+        raise FetchError(f"dataset.table.source: {table.source!r} is not a file "
+                         f"(looked from {Path.cwd()})")
+    try:
+        result = fetch([table.source], staging / name, checksum=file.checksum or None,
+                       retries=settings.retries, timeout=settings.timeout, backoff=settings.backoff,
+                       label=f"table/{name}")
+    except ChecksumMismatch:
+        raise
+    except FetchError as exc:
+        raise FetchError(f"{exc} -- dataset.table.source may also be a local path") from None
+    return file, result, staging / name
+
+
+def download(dataset: DatasetParams, settings: DownloadParams, raw_dir: Path = paths.RAW_DIR,
+             mirror: str | None = None) -> dict:
+    """Fetch and lay out the dataset; returns the manifest it wrote."""
+    cache_root = paths.cache_dir() / "downloads"
+    if dataset.name == "table":
+        file, result, local = fetch_table(dataset, settings)
+        fetched = [(file, result, local)]
+        description, official_test = f"your table {dataset.table.source}", False
+    else:
+        spec = KNOWN[dataset.name]
+        fetched = [(f, r, cache_root / spec.name / f.name)
+                   for f, r in fetch_known(spec, settings, cache_root, mirror)]
+        description, official_test = spec.description, spec.official_test
+    manifest = {
+        "dataset": dataset.name,
+        "description": description,
+        "official_test": official_test,
+        "files": [{"name": f.name, "path": f"{dataset.name}/{f.name}", "source": r.source,
+                   "size": r.size, "sha256": r.sha256, "checksum": f.checksum or None}
+                  for f, r, _ in fetched],
+        "params": {"dataset.name": dataset.name, **(
+            {"dataset.table": to_dict(dataset.table)} if dataset.name == "table" else {})},
+    }
+    with atomic_dir(raw_dir) as tmp:
+        (tmp / dataset.name).mkdir()
+        for f, _, local in fetched:
+            shutil.copyfile(local, tmp / dataset.name / f.name)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
+                                           encoding="utf-8")
+    return manifest

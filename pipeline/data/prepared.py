@@ -1,0 +1,77 @@
+"""data/prepared/: the arrays, vocabulary and labels the prepare stage writes and training reads.
+
+{train,val,test}.npz (x: int32 [n, maxlen], y: int32, length: tokens kept after truncation,
+raw_length: tokens before it, id), vocab.json (token -> id; PAD=0, OOV=1), labels.json (class id ->
+label), params.json (the dataset, tokenize and prepare params), preprocess.json (how raw text
+becomes tokens: what a model needs to label new text).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core import paths
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.errors import StageError
+from pipeline.data.sequences import shorten
+
+
+@dataclass(frozen=True)
+class Prepared:
+    train: dict
+    val: dict
+    vocab_size: int
+    labels: list[str]
+    padding: str
+    maxlen: int
+    truncating: str = "pre"
+
+    def cut(self, maxlen: int) -> Prepared:
+        """The splits as if prepare had used a shorter maxlen (train.maxlen; 0 keeps them)."""
+        if not maxlen or maxlen == self.maxlen:
+            return self
+        if maxlen > self.maxlen:
+            raise StageError(f"train.maxlen: {maxlen} is above the prepared length (prepare.maxlen "
+                             f"{self.maxlen}): raise prepare.maxlen or lower train.maxlen")
+        return dataclasses.replace(
+            self, maxlen=maxlen, train=shorten(self.train, maxlen, self.padding, self.truncating),
+            val=shorten(self.val, maxlen, self.padding, self.truncating))
+
+
+def load_prepared(folder: Path = paths.PREPARED_DIR) -> Prepared:
+    if not (folder / "train.npz").is_file():
+        raise StageError(f"{folder}/train.npz: missing; run the prepare stage first (dvc repro prepare)")
+    splits = {s: dict(np.load(folder / f"{s}.npz")) for s in ("train", "val")}
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+    prep = json.loads((folder / "params.json").read_text(encoding="utf-8"))["prepare"]
+    return Prepared(splits["train"], splits["val"], len(vocab), labels, prep["padding"], prep["maxlen"],
+                    prep.get("truncating", "pre"))
+
+
+def data_fingerprint(prepared_dir: Path) -> str:
+    """A digest of what training reads from the prepared data."""
+    h = hashlib.sha256()
+    for name in ("train.npz", "val.npz", "vocab.json"):
+        h.update((prepared_dir / name).read_bytes())
+    return h.hexdigest()
+
+
+def write_prepared(folder: Path, arrays: dict, vocab: dict, labels: list[str], record: dict,
+                   preprocess: dict) -> None:
+    """The whole folder, atomically: `record` is the params that made it (params.json)."""
+    def dump(target: Path, data, indent: int | None = None) -> None:
+        target.write_text(json.dumps(data, ensure_ascii=False, indent=indent) + "\n", encoding="utf-8")
+
+    with atomic_dir(folder) as tmp:
+        dump(tmp / "preprocess.json", preprocess, indent=2)
+        for split, arr in arrays.items():
+            np.savez(tmp / f"{split}.npz", **arr)
+        dump(tmp / "vocab.json", vocab)
+        dump(tmp / "labels.json", labels)
+        dump(tmp / "params.json", record, indent=2)

@@ -1,0 +1,96 @@
+"""Token lists to split, encoded arrays: label ids, stratified seeded splits, the vocabulary of the
+training split only, padding (the prepare stage's work, as plain functions)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.core.config import PrepareParams
+from pipeline.core.errors import DataError
+from pipeline.core.seed import set_seed
+from pipeline.data.sequences import build_vocab, encode_pad, length_percentiles
+
+SPLITS = ("train", "val", "test")
+
+
+def label_names(labels: pd.Series) -> list[str]:
+    """Sorted label names; numerically when every label is an integer (0..45, not 0, 1, 10, 11)."""
+    names = sorted(set(labels))
+    if all(n.lstrip("-").isdigit() for n in names):
+        names.sort(key=int)
+    return names
+
+
+def check_classes(y: np.ndarray, names: list[str], parts: int, where: str) -> None:
+    counts = np.bincount(y, minlength=len(names))
+    present = [(names[i], int(c)) for i, c in enumerate(counts) if c > 0]
+    if len(present) < 2:
+        only = present[0] if present else ("none", 0)
+        raise DataError(f"{where}: only one class ({only[0]!r}, {only[1]} rows); a classifier "
+                        "needs at least two (check dataset.classes)")
+    small = [(n, c) for n, c in present if c < parts]
+    if small:
+        name, count = min(small, key=lambda nc: nc[1])
+        raise DataError(f"{where}: class {name!r} has {count} row(s), too few to stratify into "
+                        f"{parts} splits (each class needs at least {parts}); drop it with "
+                        "dataset.classes or add rows")
+
+
+def split_indices(y: np.ndarray, official: np.ndarray | None, cfg: PrepareParams,
+                  names: list[str]) -> dict[str, np.ndarray]:
+    """Row indices per split, stratified by label and seeded."""
+    from sklearn.model_selection import train_test_split
+
+    def cut(idx: np.ndarray, size: float, what: str) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            return train_test_split(idx, test_size=size, stratify=y[idx], random_state=cfg.seed)
+        except ValueError as exc:
+            counts = {names[k]: int(v) for k, v in zip(*np.unique(y[idx], return_counts=True))}
+            raise DataError(f"prepare: cannot split off the {what} split (size {size:g}) "
+                            f"stratified: {exc}; class counts: {counts}") from None
+
+    everything = np.arange(len(y))
+    if official is not None:
+        train_pool, test = everything[~official], everything[official]
+        check_classes(y[train_pool], names, 2, "the official training file")
+        train, val = cut(train_pool, cfg.val_size, "validation")
+    else:
+        check_classes(y, names, 3, "the dataset")
+        rest, test = cut(everything, cfg.test_size, "test")
+        train, val = cut(rest, cfg.val_size / (1 - cfg.test_size), "validation")
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def prepare(tokens: pd.DataFrame, cfg: PrepareParams) -> tuple[dict, dict, list[str], dict]:
+    """Arrays per split, vocabulary, label names, stats."""
+    set_seed(cfg.seed)
+    names = label_names(tokens["label"])
+    y_all = tokens["label"].map({n: i for i, n in enumerate(names)}).to_numpy(np.int32)
+    official = None
+    if cfg.keep_official_test and (tokens["split"] == "test").any():
+        official = (tokens["split"] == "test").to_numpy()
+    idx = split_indices(y_all, official, cfg, names)
+    token_lists = tokens["tokens"].to_numpy()
+    vocab = build_vocab(token_lists[idx["train"]], cfg.vocab.max_size, cfg.vocab.min_freq)
+    arrays, stats = {}, {"splits": {}, "vocab_size": len(vocab),
+                         "train_token_types": len({t for toks in token_lists[idx["train"]] for t in toks}),
+                         "test_split": "official" if official is not None
+                         else "stratified"}
+    for split in SPLITS:
+        rows = idx[split]
+        x, kept, raw, oov = encode_pad(token_lists[rows], vocab, cfg.maxlen, cfg.padding, cfg.truncating)
+        y = y_all[rows]
+        arrays[split] = {"x": x, "y": y, "length": kept, "raw_length": raw,
+                         "id": tokens["id"].to_numpy()[rows].astype(str)}
+        total = int(raw.sum())
+        stats["splits"][split] = {
+            "rows": int(len(rows)),
+            "classes": {names[k]: int(c) for k, c in enumerate(np.bincount(y, minlength=len(names)))},
+            "oov_rate": round(oov / total, 5) if total else 0.0,
+            "truncated_rows": int((raw > cfg.maxlen).sum()),
+            "length": length_percentiles(raw),
+        }
+    stats["maxlen"] = cfg.maxlen
+    stats["maxlen_covers_train_rows"] = round(
+        float((arrays["train"]["raw_length"] <= cfg.maxlen).mean()), 4)
+    return arrays, vocab, names, stats

@@ -1,0 +1,1 @@
+"""The recurrent classifier: architecture, distribution strategies, the training loop, inference, scores."""

@@ -1,0 +1,259 @@
+"""The training loop: one loop for every tf.distribute strategy, resumable, with early stopping.
+
+`strategy.run` over a distributed dataset, a GradientTape, `tf.nn.compute_average_loss` and the
+Keras optimizer. (Keras 3 `model.fit` fails under MultiWorkerMirroredStrategy: keras-team/keras#20585.)
+Each epoch is a fixed number of steps over a dataset shuffled with seed + epoch, so every worker
+takes the same steps and an interrupted run resumes exactly where its last epoch ended.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipeline.core.config import TrainParams, to_dict
+from pipeline.core.errors import StageError
+from pipeline.data.prepared import Prepared, data_fingerprint
+from pipeline.data.sequences import bucket_boundaries, trim_padding
+from pipeline.model.strategies import is_chief
+
+EpochHook = Callable[[int, dict], None]
+
+
+def make_dataset(split: dict, global_batch: int, *, seed: int, epoch: int, bucket: bool, padding: str,
+                 shuffle: bool = True):
+    """(x, y) batches; with bucketing, similar lengths together and padded only to the batch's longest.
+
+    The order is a NumPy permutation seeded by seed + epoch: unlike tf.data's shuffle it does not
+    depend on TF's global seed, so a resumed run sees exactly the batches the interrupted one would.
+    """
+    import tensorflow as tf
+
+    x, y, lengths = split["x"], split["y"], np.maximum(split["length"], 1)
+    if shuffle:
+        order = np.random.default_rng(seed + epoch).permutation(len(y))
+        x, y, lengths = x[order], y[order], lengths[order]
+    ds = tf.data.Dataset.from_tensor_slices((x, y, lengths))
+    if bucket:
+        bounds = bucket_boundaries(lengths)
+        ds = ds.bucket_by_sequence_length(lambda x_, y_, n: n, bounds, [global_batch] * (len(bounds) + 1))
+
+        def trim(xb, yb, nb):
+            return trim_padding(xb, tf.reduce_max(nb), padding), yb
+        ds = ds.map(trim, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.batch(global_batch).map(lambda xb, yb, nb: (xb, yb))
+    return ds
+
+
+def steps_per_epoch(n: int, global_batch: int) -> int:
+    return max(1, math.ceil(n / global_batch))
+
+
+@dataclass
+class FitResult:
+    model: object
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    resumed_from_epoch: int = 0
+    replicas: int = 1
+    seconds: float = 0.0
+
+
+def make_optimizer(name: str, learning_rate: float):
+    import keras
+
+    return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+            "sgd": keras.optimizers.SGD}[name](learning_rate=learning_rate)
+
+
+def class_weights(y: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
+    if mode == "none":
+        return np.ones(num_classes, dtype=np.float32)
+    counts = np.bincount(y, minlength=num_classes).astype(np.float32)
+    return (len(y) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
+
+
+class Backup:
+    """Resumable state of one training run in a folder: BackupAndRestore for any strategy.
+
+    A tf.train.Checkpoint holds the model, the optimizer, the epoch and the early-stopping counters;
+    beside it lie the best weights so far and the history. Non-chief workers write their
+    (identical) copy to a folder of their own, as multi-worker checkpointing requires.
+    """
+
+    def __init__(self, folder: Path | None, checkpoint, strategy) -> None:
+        import tensorflow as tf
+
+        self.folder, self.checkpoint, self.manager = folder, checkpoint, None
+        if folder is not None:
+            target = folder if is_chief(strategy) else folder / f"worker-{strategy.cluster_resolver.task_id}"
+            self.manager = tf.train.CheckpointManager(checkpoint, str(target), max_to_keep=1)
+
+    def restore(self) -> tuple[list[dict], list[np.ndarray] | None]:
+        """The saved history and best weights (empty, None when there is nothing to resume)."""
+        if self.manager is None or not self.manager.latest_checkpoint:
+            return [], None
+        self.checkpoint.restore(self.manager.latest_checkpoint)
+        best = None
+        if (self.folder / "best_weights.npz").is_file():
+            with np.load(self.folder / "best_weights.npz") as f:
+                best = [f[f"w{i}"] for i in range(len(f.files))]
+        history_file = self.folder / "history.json"
+        return (json.loads(history_file.read_text()) if history_file.is_file() else []), best
+
+    def save(self, history: list[dict], best_weights: list[np.ndarray] | None) -> None:
+        if self.manager is None:
+            return
+        self.manager.save()
+        if best_weights is not None:
+            np.savez(self.folder / "best_weights.npz", **{f"w{i}": w for i, w in enumerate(best_weights)})
+        (self.folder / "history.json").write_text(json.dumps(history))
+
+
+def _per_example(binary: bool):
+    """Loss and 0/1 correctness per row, for sigmoid (1 unit) or softmax outputs."""
+    import keras
+    import tensorflow as tf
+
+    def per_example(y, p):
+        if binary:
+            loss = keras.losses.binary_crossentropy(tf.cast(tf.reshape(y, [-1, 1]), p.dtype), p)
+            predicted = tf.cast(p[:, 0] > 0.5, y.dtype)
+        else:
+            loss = keras.losses.sparse_categorical_crossentropy(y, p)
+            predicted = tf.cast(tf.argmax(p, -1), y.dtype)
+        return loss, tf.cast(tf.equal(predicted, y), tf.float32)
+
+    return per_example
+
+
+def _step_functions(model, optimizer, strategy, binary: bool, class_weight, element_spec):
+    """The distributed train step and the local eval step, each returning (loss sum, correct, rows)."""
+    import tensorflow as tf
+
+    per_example = _per_example(binary)
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            p = model(x, training=True)
+            loss, correct = per_example(y, p)
+            avg = tf.nn.compute_average_loss(loss * tf.gather(class_weight, y))
+        grads = tape.gradient(avg, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
+
+    def distributed_step(batch):
+        sums = strategy.run(replica_step, args=batch)
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(x, y):
+        loss, correct = per_example(y, model(x, training=False))
+        return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
+
+    # One trace for every batch shape: the time dimension varies with bucketing.
+    return tf.function(distributed_step, input_signature=[element_spec]), eval_step
+
+
+def _sums(step, batches) -> np.ndarray:
+    totals = np.zeros(3)
+    for batch in batches:
+        totals += [float(t) for t in step(*batch)]
+    return totals
+
+
+def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = None,
+        on_epoch_end: EpochHook | None = None, progress: bool | None = None) -> FitResult:
+    """Train with early stopping on val loss; resume from backup_dir when it holds a checkpoint."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from pipeline.model.architecture import build_model, output_spec
+
+    num_classes = len(data.labels)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = cfg.batch_size * replicas
+    lr = cfg.learning_rate * (replicas if cfg.scale_learning_rate else 1)
+    with strategy.scope():
+        model = build_model(cfg.model, data.vocab_size, num_classes)
+        optimizer = make_optimizer(cfg.optimizer, lr)
+        # Create the slot variables now: made lazily inside the replicated, traced step they send
+        # tf.function down its variable-initialisation path, which fails under MirroredStrategy.
+        optimizer.build(model.trainable_variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+        best_loss = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
+        wait = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def epoch_iterator(epoch: int):
+        ds = make_dataset(data.train, global_batch, seed=cfg.seed, epoch=epoch, bucket=cfg.bucket_by_length,
+                          padding=data.padding).repeat()
+        return iter(strategy.experimental_distribute_dataset(ds.prefetch(tf.data.AUTOTUNE)))
+
+    weights = tf.constant(class_weights(data.train["y"], num_classes, cfg.class_weight))
+    train_step, eval_step = _step_functions(model, optimizer, strategy, output_spec(num_classes)[0] == 1,
+                                            weights, epoch_iterator(0).element_spec)
+    best_weights = [v.numpy() for v in model.weights]
+    backup = Backup(backup_dir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
+                                                    best_loss=best_loss, wait=wait), strategy)
+    history, saved_best = backup.restore()
+    best_weights = saved_best or best_weights
+    result = FitResult(model=model, resumed_from_epoch=int(epoch_var.numpy()), replicas=replicas)
+    result.history = history[: result.resumed_from_epoch]
+    n_steps = steps_per_epoch(len(data.train["y"]), global_batch)
+    # The validation batches are the same every epoch: built once, then served from the cache.
+    val = make_dataset(data.val, 4 * global_batch, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length,
+                       padding=data.padding, shuffle=False).cache().prefetch(tf.data.AUTOTUNE)
+    started = time.perf_counter()
+    for epoch in range(result.resumed_from_epoch, cfg.epochs):
+        it = epoch_iterator(epoch)
+        bar = tqdm(range(n_steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
+                   disable=None if progress is None else not progress, file=sys.stderr)
+        train = _sums(train_step, ((next(it),) for _ in bar))
+        bar.close()
+        # Every worker evaluates the whole validation split itself: same weights, same numbers,
+        # so every worker takes the same early-stopping decision.
+        valid = _sums(eval_step, val)
+        row = {"epoch": epoch + 1, "train/loss": float(train[0] / train[2]),
+               "train/accuracy": float(train[1] / train[2]),
+               "val/loss": float(valid[0] / valid[2]), "val/accuracy": float(valid[1] / valid[2]),
+               "seconds": round(time.perf_counter() - started, 2)}
+        if not np.isfinite(row["train/loss"]):
+            raise StageError(f"train: the loss became {row['train/loss']} in epoch {epoch + 1}; "
+                             "lower train.learning_rate")
+        result.history.append(row)
+        improved = row["val/loss"] < float(best_loss.numpy())
+        if improved:
+            best_loss.assign(row["val/loss"])
+            wait.assign(0)
+            best_weights = [v.numpy() for v in model.weights]
+        else:
+            wait.assign_add(1)
+        epoch_var.assign(epoch + 1)
+        backup.save(result.history, best_weights if improved else None)
+        print(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f} "
+              f"val_loss {row['val/loss']:.4f} val_acc {row['val/accuracy']:.4f}"
+              f"{' *' if improved else ''}", file=sys.stderr)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        if cfg.early_stopping_patience and int(wait.numpy()) >= cfg.early_stopping_patience:
+            break
+    for v, w in zip(model.weights, best_weights):
+        v.assign(w)
+    result.best_epoch = 1 + int(np.argmin([r["val/loss"] for r in result.history])) if result.history else 0
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def backup_key(cfg: TrainParams, prepared_dir: Path) -> str:
+    """A resumable backup belongs to one config and one prepared dataset."""
+    h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
+    h.update(data_fingerprint(prepared_dir).encode())
+    return h.hexdigest()[:16]

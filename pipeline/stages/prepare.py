@@ -1,0 +1,66 @@
+"""prepare stage: stratified train/val/test split, vocabulary on the training split only, encode, pad.
+
+Outputs data/prepared/{train,val,test}.npz (x: int32 [n, maxlen], y: int32, length: tokens kept
+after truncation, raw_length: tokens before it, id), vocab.json (token -> id; PAD=0, OOV=1),
+labels.json (class id -> label), params.json, preprocess.json (how raw text becomes tokens, from
+tokens.parquet: what a model needs to label new text); data/prepare_stats.json (class counts per split,
+OOV rate, length percentiles, to choose maxlen) and data/plots/lengths.csv (a DVC plot).
+"""
+from __future__ import annotations
+
+import sys
+
+from pipeline.core import paths
+from pipeline.core.atomic import atomic_file, write_json
+from pipeline.core.cli import run_stage, stage_parser
+from pipeline.core.config import Params, to_dict
+from pipeline.core.plotting import histogram_figure
+from pipeline.data.prepared import write_prepared
+from pipeline.data.sequences import length_histogram
+from pipeline.data.splits import prepare
+from pipeline.text.documents import read_preprocess_spec, read_tokens
+
+READS = ("prepare",)
+
+
+def write_outputs(arrays: dict, vocab: dict, names: list[str], stats: dict, params: Params,
+                  preprocess: dict) -> None:
+    record = {"dataset": to_dict(params.dataset), "tokenize": to_dict(params.tokenize),
+              "prepare": to_dict(params.prepare)}
+    write_prepared(paths.PREPARED_DIR, arrays, vocab, names, record, preprocess)
+    write_json(paths.PREPARE_STATS, stats)
+    with atomic_file(paths.LENGTHS_PLOT) as tmp:
+        tmp.write_text(length_histogram(arrays["train"]["raw_length"], params.prepare.maxlen))
+
+
+def _body(params: Params, args) -> None:
+    tokens = read_tokens(paths.TOKENS)
+    preprocess = read_preprocess_spec(paths.TOKENS)
+    arrays, vocab, names, stats = prepare(tokens, params.prepare)
+    write_outputs(arrays, vocab, names, stats, params, preprocess)
+    from pipeline.core import tracking
+    if tracking.is_tracking():
+        import mlflow
+
+        tracking.log_stats(stats, "prepare")
+        tracking.log_files([paths.PREPARE_STATS, paths.LENGTHS_PLOT] + [
+            paths.PREPARED_DIR / f for f in ("vocab.json", "labels.json", "params.json", "preprocess.json")],
+            "prepare")
+        maxlen = params.prepare.maxlen
+        mlflow.log_figure(histogram_figure(
+            arrays["train"]["raw_length"], maxlen,
+            f"maxlen {maxlen} (covers {stats['maxlen_covers_train_rows']:.1%})", "tokens per row",
+            "Training rows per token length"), "prepare/lengths.png")
+    s = stats["splits"]
+    print(f"prepare: train {s['train']['rows']:,} / val {s['val']['rows']:,} / test {s['test']['rows']:,} "
+          f"({stats['test_split']} test), {len(names)} classes, vocab {len(vocab):,}, "
+          f"maxlen {params.prepare.maxlen} covers {stats['maxlen_covers_train_rows']:.1%} of train rows "
+          f"(p95 length {s['train']['length']['p95']:g}) -> {paths.PREPARED_DIR}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("prepare", _body, stage_parser("python -m pipeline.prepare", __doc__), argv, reads=READS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

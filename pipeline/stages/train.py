@@ -1,0 +1,143 @@
+"""train stage: fit the recurrent classifier on data/prepared, under a tf.distribute strategy.
+
+One training loop serves every strategy (none, MirroredStrategy, MultiWorkerMirroredStrategy):
+`strategy.run` over a distributed dataset, a GradientTape, `tf.nn.compute_average_loss` and the
+Keras optimizer. (Keras 3 `model.fit` fails under MultiWorkerMirroredStrategy: keras-team/keras#20585.)
+Each epoch is a fixed number of steps over a dataset shuffled with seed + epoch, so every worker
+takes the same steps and an interrupted run resumes exactly where its last epoch ended.
+
+Writes models/: model.keras (best validation loss), vocab.json, labels.json, params.json,
+preprocess.json (the bundle `python -m pipeline.predict` loads), history.json, learning_curve.png,
+run.json (the MLflow run, and the registered pyfunc model `textclf-<dataset>` that takes raw text).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TF's C++ start-up chatter
+
+from pipeline.core import paths  # noqa: E402
+from pipeline.core.atomic import atomic_dir  # noqa: E402
+from pipeline.core.cli import run_stage, stage_parser  # noqa: E402
+from pipeline.core.config import Params  # noqa: E402
+from pipeline.core.errors import StageError  # noqa: E402
+from pipeline.core.plotting import learning_curve_png  # noqa: E402
+from pipeline.data.prepared import Prepared, load_prepared  # noqa: E402
+from pipeline.model.strategies import is_chief, make_strategy  # noqa: E402
+from pipeline.model.training import FitResult, backup_key, fit  # noqa: E402
+from pipeline.serve.bundle import save_bundle  # noqa: E402
+from pipeline.tuning.best import read_tuned, resolve_tuned  # noqa: E402
+
+READS = ("dataset.name", "train")
+
+
+def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info: dict,
+                     publish: Callable[[Path], dict] | None = None) -> None:
+    """models/: the bundle predictor.py loads, the history and its plot, run.json.
+
+    `publish` logs the finished bundle to MLflow before it takes models/'s place; what it returns
+    (the model's URI and version) goes into run.json.
+    """
+
+    with atomic_dir(paths.MODELS_DIR) as tmp:
+        save_bundle(tmp, result.model, paths.PREPARED_DIR, params.train)
+        (tmp / "history.json").write_text(json.dumps(result.history, indent=2) + "\n")
+        learning_curve_png(result.history, tmp / "learning_curve.png")
+        if publish is not None:
+            run_info = {**run_info, **publish(tmp)}
+        (tmp / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+
+
+def publish_model(dataset: str, labels: list[str]) -> Callable[[Path], dict]:
+    """Log the bundle as the registered pyfunc model `textclf-<dataset>` (raw text in)."""
+    def publish(folder: Path) -> dict:
+        from pipeline.core.tracking import registered_model_name
+        from pipeline.serve import pyfunc
+
+        preprocess = json.loads((folder / "preprocess.json").read_text(encoding="utf-8"))
+        info = pyfunc.log_model(folder, labels, preprocess.get("examples", []),
+                                preprocess["tokenize"]["analyzer"], registered_model_name(dataset))
+        return {"model_uri": info.model_uri, "registered_model": registered_model_name(dataset),
+                "model_version": info.registered_model_version}
+    return publish
+
+
+def _body(params: Params, args) -> None:
+    import tensorflow as tf
+
+    from pipeline.core.seed import set_seed
+    from pipeline.core.tracking import is_tracking, log_files
+    from pipeline.model.architecture import fused_kernel_blockers  # imports Keras: not for --help
+
+    cfg = params.train
+    strategy = make_strategy(cfg.distribute, cfg.devices)   # first: MultiWorker must precede other TF ops
+    set_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    data = load_prepared().cut(cfg.maxlen)
+    if not (paths.PREPARED_DIR / "preprocess.json").is_file():   # checked now, not after training
+        raise StageError(f"{paths.PREPARED_DIR}/preprocess.json: missing (prepared by an older version); "
+                         "run tokenize and prepare again (dvc repro)")
+    backup = paths.cache_dir() / "train" / backup_key(cfg, paths.PREPARED_DIR)
+    backup.mkdir(parents=True, exist_ok=True)
+    chief = is_chief(strategy)
+    active = None
+    if is_tracking():   # stage_run started a run (not --no-track)
+        import mlflow
+
+        active = mlflow.active_run()
+    tuned = read_tuned() if cfg.use_tuned else {}   # where the merged values came from
+    blockers = fused_kernel_blockers(cfg.model, data.padding)
+    if blockers and tf.config.list_logical_devices("GPU"):
+        print(f"train: warning: the fused cuDNN kernel is ruled out ({'; '.join(blockers)}): the recurrent "
+              "layers run the step-by-step loop, several times slower on a GPU", file=sys.stderr)
+    if active and chief:
+        mlflow.log_params({"train.replicas": strategy.num_replicas_in_sync,
+                           "train.strategy": type(strategy).__name__})
+        mlflow.set_tag("train.fused_kernel", str(not blockers).lower())
+        mlflow.set_tags({f"tune.{k}": str(v) for k, v in tuned.items() if k != "params" and v is not None})
+
+    def log_epoch(epoch: int, row: dict) -> None:
+        if active and chief:
+            mlflow.log_metrics({k: v for k, v in row.items() if "/" in k}, step=epoch + 1)
+
+    result = fit(data, cfg, strategy, backup_dir=backup, on_epoch_end=log_epoch)
+    if result.resumed_from_epoch:
+        print(f"train: resumed after epoch {result.resumed_from_epoch} from {backup}", file=sys.stderr)
+    if not chief:
+        return
+    best = result.history[result.best_epoch - 1]
+    run_info = {"run_id": active.info.run_id if active else None, "best_epoch": result.best_epoch,
+                "replicas": result.replicas, "strategy": type(strategy).__name__, "tuned_from": tuned}
+    if active:
+        mlflow.log_metrics({"best/val_loss": best["val/loss"], "best/val_accuracy": best["val/accuracy"],
+                            "best/epoch": result.best_epoch})
+    write_models_dir(result, data, params, run_info,
+                     publish_model(params.dataset.name, data.labels) if active else None)
+    if active:
+        log_files([paths.MODELS_DIR / name for name in ("vocab.json", "labels.json", "params.json", "history.json",
+                                                  "learning_curve.png")], "train")
+    shutil.rmtree(backup, ignore_errors=True)   # done: the next run starts fresh
+    print(f"train: best epoch {result.best_epoch}: val_accuracy {best['val/accuracy']:.4f} "
+          f"({result.replicas} replica(s), {result.seconds:.0f} s) -> {paths.MODELS_DIR}/model.keras")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("python -m pipeline.train", __doc__ + """
+distribution (train.distribute): auto (MirroredStrategy over every GPU, plain on CPU), mirrored
+(train.devices, or all), multi_worker (MultiWorkerMirroredStrategy; each process gets TF_CONFIG),
+none. The global batch is train.batch_size x replicas. An interrupted run resumes from
+.cache/train/<key>/ when started again with the same params and data.
+
+tuning: with train.use_tuned (the default) the values of the tune stage's best trial
+(tune/best_params.json) replace the ones in params.yaml; the MLflow run records the merged values.""")
+    return run_stage("train", _body, parser, argv, reads=READS, resolve=resolve_tuned)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

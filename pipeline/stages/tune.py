@@ -1,0 +1,116 @@
+"""tune stage: an Optuna study over tune.space finds the train hyperparameters; train then uses them.
+
+Each trial trains params.yaml's train config with the trial's values merged over it: the train
+stage's own `fit`, on the prepared arrays loaded once (optionally a stratified tune.subsample of
+the training split), scored on the validation split. After every epoch the validation metric goes
+to the pruner through optuna-integration's KerasPruningCallback; a trial whose loss goes NaN or that
+raises is recorded FAIL with its reason, and the study goes on.
+
+The study lives in tune.storage ($OPTUNA_STORAGE wins; default SQLite tune/optuna.db) under a name
+derived from the dataset, the space and the data: re-running resumes it (tune.n_trials is the
+study's total), and a changed space starts a new study. `--worker` joins the same study from more
+processes or machines (journal or PostgreSQL storage; see docs/tuning.md).
+
+MLflow: this invocation is one run; each trial a nested run with its params, per-epoch metrics,
+its state (tag optuna.state) and duration; the best trial is tagged on the parent.
+
+Writes tune/best_params.json (train reads it when train.use_tuned), tune/study.json (summary, DVC
+metrics), tune/trials.csv, tune/plots/history.png, importances.png and parallel.png.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pipeline.core import paths  # noqa: E402
+from pipeline.core.cli import run_stage, stage_parser  # noqa: E402
+from pipeline.core.config import Params, override  # noqa: E402
+from pipeline.tuning import study as studies  # noqa: E402
+from pipeline.tuning.objective import Objective, check_space_fits_data, run_trials, subsample  # noqa: E402
+from pipeline.tuning.outputs import PLOTS, write_outputs, write_untuned  # noqa: E402
+from pipeline.tuning.study import say  # noqa: E402
+
+READS = ("dataset.name", "train", "tune")
+
+
+def _body(params: Params, args) -> None:
+    cfg = params.tune
+    if cfg.n_trials == 0:
+        if not args.worker:
+            write_untuned()
+            say(f"tune.n_trials is 0: no tuning -> {paths.BEST_PARAMS}")
+        return
+    import optuna
+
+    from pipeline.core import tracking
+    from pipeline.data.prepared import data_fingerprint, load_prepared
+    from pipeline.model.strategies import make_strategy
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)   # one line per trial comes from `report`
+    data = load_prepared()
+    check_space_fits_data(params, data)
+    data = dataclasses.replace(data, train=subsample(data.train, cfg.subsample, cfg.sampler_seed))
+    epochs = cfg.epochs or params.train.epochs
+    base = override(params.train, {"epochs": epochs}, "tune.epochs")
+    url = studies.storage_url(cfg)
+    name = studies.study_name(params, base, data_fingerprint(paths.PREPARED_DIR))
+    seed = studies.sampler_seed(cfg, args.worker)
+    study = optuna.create_study(
+        study_name=name, storage=studies.open_storage(url, worker=args.worker),
+        sampler=studies.make_sampler(cfg, seed), pruner=studies.make_pruner(cfg, epochs),
+        direction=studies.direction(cfg.metric), load_if_exists=True)
+    done = studies.counted(study)
+    if not args.worker and not study.trials:
+        start = studies.baseline(cfg.space, params.train, data.maxlen)
+        study.enqueue_trial(start, user_attrs={"baseline": True})
+        say(f"trial 0 is params.yaml's own train values: {start}")
+    say(f"study {name} in {studies.redact(url)}: {done} of {cfg.n_trials} trials"
+        + (" (resuming)" if done else "") + (" as a worker" if args.worker else ""))
+    track = tracking.is_tracking()
+    if track:
+        import mlflow
+
+        mlflow.set_tags({"optuna.study": name, "optuna.storage": studies.redact(url),
+                         "optuna.worker": studies.WORKER, "optuna.role": "worker" if args.worker else "main"})
+        mlflow.log_params({"tune.sampler_seed_used": seed, "tune.train_rows": len(data.train["y"])})
+    # Trials under multi_worker would need every worker in step; Optuna workers replace it here.
+    distribute = "auto" if params.train.distribute == "multi_worker" else params.train.distribute
+    objective = Objective(data, base, params, make_strategy(distribute, params.train.devices), track)
+    ran = run_trials(study, objective, cfg, args.worker)
+    if args.worker:
+        say(f"worker done: {ran} trial(s) here; the study has {studies.counted(study)} of {cfg.n_trials}")
+        return
+    info = write_outputs(study, url, cfg.metric)
+    best = info["best"]
+    if track:
+        import mlflow
+
+        mlflow.set_tags({"tune.best_trial": str(best["trial"]), "tune.best_value": f"{best['value']:.6g}",
+                         "tune.best_run_id": str(best["mlflow_run_id"])})
+        mlflow.log_metrics({"tune/best_value": best["value"],
+                            **{f"tune/trials/{k}": v for k, v in info["trials"].items()}})
+        tracking.log_files([paths.BEST_PARAMS, paths.TUNE_SUMMARY, paths.TRIALS_CSV], "tune")
+        tracking.log_files([paths.TUNE_PLOTS_DIR / f"{p}.png" for p in PLOTS], "tune/plots")
+    t = info["trials"]
+    say(f"best trial {best['trial']}: {cfg.metric} {best['value']:.4f} with {best['params']} "
+        f"({t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed) -> {paths.BEST_PARAMS}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("python -m pipeline.tune", __doc__ + """
+workers: start the stage once (dvc repro, or python -m pipeline.tune), and in other terminals or
+machines `python -m pipeline.tune --worker` with the same params.yaml, prepared data and storage:
+  one machine:    tune.storage: journal:tune/optuna.journal
+  many machines:  OPTUNA_STORAGE=postgresql://user:password@host/db (every worker the same URL)
+browse a study: make dashboard (optuna-dashboard on the default SQLite storage).""")
+    parser.add_argument("--worker", action="store_true",
+                        help="join the study and run trials until it has tune.n_trials; write no outputs "
+                             "(the stage run that started the study writes them)")
+    return run_stage("tune", _body, parser, argv, reads=READS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""One Optuna trial is one `fit` of params.yaml's train config with the trial's values merged in.
+
+After every epoch the validation metric goes to the pruner through optuna-integration's
+KerasPruningCallback; a trial whose loss goes NaN or that raises is recorded FAIL with its reason,
+and the study goes on. Each trial is a nested MLflow run when the stage is tracked.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.core.config import Params, TrainParams, override
+from pipeline.core.errors import StageError
+from pipeline.core.tracking import experiment_tags
+from pipeline.data.prepared import Prepared
+from pipeline.tuning import study as studies
+from pipeline.tuning.study import say
+
+MAX_FAILURES_IN_A_ROW = 5    # then this invocation stops: something is wrong beyond one trial
+
+
+class SurplusTrial(Exception):
+    """Another worker started the study's last trial first; this one is not run."""
+
+
+def subsample(split: dict, fraction: float, seed: int) -> dict:
+    """A stratified, seeded fraction of a split (at least one row per class)."""
+    if fraction >= 1:
+        return split
+    rng = np.random.default_rng(seed)
+    y = split["y"]
+    keep = np.sort(np.concatenate([
+        rng.choice(rows, max(1, round(len(rows) * fraction)), replace=False)
+        for rows in (np.flatnonzero(y == label) for label in np.unique(y))]))
+    return {name: values[keep] for name, values in split.items()}
+
+
+def check_space_fits_data(params: Params, data: Prepared) -> None:
+    """Ranges the prepared data cannot serve fail before any trial runs."""
+    dim = params.tune.space.get("maxlen")
+    if dim is None:
+        return
+    highest = max(dim.choices) if dim.type == "categorical" else dim.high
+    if highest > data.maxlen:
+        raise StageError(f"tune.space.maxlen: goes up to {highest:g}, above the prepared length "
+                         f"(prepare.maxlen {data.maxlen}); lower it or raise prepare.maxlen")
+
+
+@dataclass
+class Objective:
+    """One call is one trial: merge, train, report per epoch, return the validation metric."""
+    data: Prepared
+    base: TrainParams           # params.yaml's train, with tune.epochs applied
+    params: Params
+    strategy: Any
+    track: bool
+    progress: bool | None = None
+
+    def __call__(self, trial) -> float:
+        import keras
+        from optuna_integration import KerasPruningCallback
+
+        from pipeline.core.seed import set_seed
+        from pipeline.model.training import fit
+
+        budget = self.params.tune.n_trials
+        if studies.ahead_of(trial.study, trial.number) >= budget:
+            raise SurplusTrial(f"the study already has its {budget} trials (another worker started "
+                               "the last one first)")
+        trial.set_user_attr("worker", studies.WORKER)
+        values = studies.suggest(trial, self.params.tune.space)
+        cfg = override(self.base, values, "tune.space")
+        metric = self.params.tune.metric
+        keras.backend.clear_session()   # a new graph per trial: no layers piling up across trials
+        set_seed(cfg.seed)
+        run = None
+        if self.track:
+            import mlflow
+
+            run = mlflow.start_run(run_name=f"trial {trial.number}", nested=True)
+            mlflow.set_tags({"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number),
+                             "optuna.worker": studies.WORKER, **experiment_tags()})
+            mlflow.log_params({"trial.number": trial.number, **{f"train.{k}": v for k, v in values.items()}})
+            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+        monitor = metric.replace("/", "_")   # Keras-style log name, as the callback expects
+        pruning = KerasPruningCallback(trial, monitor=monitor)
+
+        def on_epoch_end(epoch: int, row: dict) -> None:
+            if run:
+                mlflow.log_metrics({k: v for k, v in row.items() if "/" in k}, step=epoch + 1)
+            trial.set_user_attr("epochs", epoch + 1)
+            pruning.on_epoch_end(epoch, {monitor: row[metric]})
+
+        started = time.perf_counter()
+        try:
+            result = fit(self.data.cut(cfg.maxlen), cfg, self.strategy, on_epoch_end=on_epoch_end,
+                         progress=self.progress)
+        except BaseException as exc:
+            import optuna
+
+            seconds = time.perf_counter() - started
+            trial.set_user_attr("seconds", round(seconds, 2))
+            if isinstance(exc, optuna.TrialPruned):
+                _end_trial_run(run, "PRUNED", seconds)
+            elif isinstance(exc, Exception):
+                reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:1000]
+                trial.set_user_attr("fail_reason", reason)
+                _end_trial_run(run, "FAIL", seconds, reason)
+            raise   # Ctrl-C: the stage run ends the nested run KILLED
+        seconds = time.perf_counter() - started
+        kept = result.history[result.best_epoch - 1]
+        value = float(kept[metric])
+        trial.set_user_attr("seconds", round(seconds, 2))
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        if run:
+            mlflow.log_metrics({"trial/value": value, "trial/best_epoch": result.best_epoch})
+        _end_trial_run(run, "COMPLETE", seconds)
+        return value
+
+
+def _end_trial_run(run, state: str, seconds: float, reason: str = "") -> None:
+    import mlflow
+
+    if run is None:
+        return
+    mlflow.log_metric("trial/seconds", seconds)
+    mlflow.set_tag("optuna.state", state)
+    if reason:
+        mlflow.set_tag("pipeline.error", reason)
+    mlflow.end_run("FAILED" if state == "FAIL" else "FINISHED")
+
+
+def fail_reason(trial) -> str:
+    """Ours (user attr, set by Objective), else the one Optuna recorded; "" for other states."""
+    return trial.user_attrs.get("fail_reason") or trial.system_attrs.get("fail_reason", "")
+
+
+class Report:
+    """A study callback: one line per trial this process finished; remembers the last state."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.last_state = budget, None
+
+    def __call__(self, study, trial) -> None:
+        self.last_state = trial.state.name
+        if self.last_state == "COMPLETE":
+            what = f"{trial.value:.4f}"
+        elif self.last_state == "PRUNED":
+            what = f"pruned after epoch {trial.user_attrs.get('epochs', '?')}"
+        else:
+            what = f"failed: {fail_reason(trial) or '?'}"
+        best = ""
+        if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+            best = f"; best {study.best_value:.4f} (trial {study.best_trial.number})"
+        say(f"trial {trial.number} ({studies.counted(study)}/{self.budget}): {what} "
+            f"in {trial.user_attrs.get('seconds', 0):.0f} s{best}")
+
+
+def run_trials(study, objective: Objective, cfg, worker: bool) -> int:
+    """Trials until the study holds tune.n_trials (all workers together) or tune.timeout passes;
+    how many this process ran."""
+    started, failures_in_a_row, ran = time.monotonic(), 0, 0
+    studies.fail_dead_trials(study)
+    report = Report(cfg.n_trials)
+    while studies.counted(study) < cfg.n_trials:
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[report], gc_after_trial=True)
+        ran += 1
+        failures_in_a_row = failures_in_a_row + 1 if report.last_state == "FAIL" else 0
+        if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            say(f"{failures_in_a_row} trials failed in a row; stopping (see the reasons above)")
+            break
+        # Checked between trials, as Optuna does: a trial in progress finishes, and a run does at
+        # least one trial however short the timeout.
+        if cfg.timeout and time.monotonic() - started >= cfg.timeout and studies.counted(study) < cfg.n_trials:
+            say(f"tune.timeout ({cfg.timeout:g} s) reached")
+            break
+    if not worker:
+        wait_for_workers(study)
+    return ran
+
+
+def wait_for_workers(study, poll: float = 5.0) -> None:
+    """The outputs describe the whole study: wait for trials still running in other workers."""
+    from optuna.trial import TrialState
+
+    announced = False
+    while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not announced:
+            say(f"waiting for {len(running)} trial(s) running in other workers")
+            announced = True
+        time.sleep(poll)
+        studies.fail_dead_trials(study)
