@@ -4,7 +4,8 @@
 
 Set-up (not timed): the first --train-rows reviews are tokenized, prepared and trained on for one
 epoch with params.yaml's model and preprocessing (Okt, bidirectional GRU, maxlen 300), and saved as
-a model bundle, as the train stage saves one. Then, in this one process, on the file's last --rows reviews (never trained on):
+a model bundle, as the train stage saves one. Then, in this one process, on the file's last --rows
+reviews (never trained on):
   ours      predict_file: the predict CLI's own loop (batches of 2,000, Okt once per distinct word,
             rows sorted by length and padded per batch), CSV in, CSV out
   tutorial  the tutorials' `sentiment_predict(sentence)` once per review: Okt on the sentence,

@@ -24,7 +24,6 @@ READS = ("evaluate",)
 
 def _body(params: Params, args) -> None:
     from pipeline.core import tracking
-    
 
     result, y, proba, labels = evaluate(paths.MODELS_DIR, paths.PREPARED_DIR, params.evaluate.batch_size)
     result["test/roc_auc"] = write_plots(y, proba, labels, paths.EVALUATE_PLOTS_DIR)
@@ -34,8 +33,8 @@ def _body(params: Params, args) -> None:
 
         flat = {k: v for k, v in result.items() if isinstance(v, (int, float))}
         mlflow.log_metrics(flat)
-        tracking.log_files([paths.METRICS, *(paths.EVALUATE_PLOTS_DIR / n for n in ("confusion.csv", "roc.csv", "confusion.png",
-                                                               "roc.png"))], "evaluate")
+        plots = ("confusion.csv", "roc.csv", "confusion.png", "roc.png")
+        tracking.log_files([paths.METRICS, *(paths.EVALUATE_PLOTS_DIR / n for n in plots)], "evaluate")
         train_run_id = json.loads((paths.MODELS_DIR / "run.json").read_text(encoding="utf-8")).get("run_id")
         if train_run_id:
             mlflow.set_tag("pipeline.train_run_id", train_run_id)
