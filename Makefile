@@ -16,7 +16,7 @@ export KERAS_HOME := $(CURDIR)/.cache/keras
 export PIPELINE_CACHE_DIR := $(CURDIR)/.cache
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install repro test test-slow experiments results bench bench-train bench-tune bench-predict ui dashboard clean-venv
+.PHONY: help install repro test test-fast test-slow lint experiments results bench bench-train bench-tune bench-predict ui dashboard clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,11 +33,24 @@ $(STAMP): pyproject.toml requirements.lock
 repro: $(STAMP)  ## run the pipeline (dvc repro) on the dataset in params.yaml
 	$(BIN)/dvc repro
 
-test: $(STAMP)  ## run the test suite (slow tests left out)
-	$(BIN)/python -m pytest -q
+# pytest's options (markers, -m 'not slow', --durations) are in pyproject.toml. Both tiers run on
+# two xdist workers (measured: one, or three, take longer on 2 cores); the tests that share the
+# `dvc repro`'d project or the tiny bundle stay on one worker (--dist loadgroup, tests/conftest.py).
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
+
+test: $(STAMP)  ## the test suite CI runs (slow tests left out)
+	$(BIN)/python -m pytest -q $(XDIST)
+
+test-fast: $(STAMP)  ## the unit tier for the edit loop: no dvc repro, servers or multi-process runs
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow and not integration"
 
 test-slow: $(STAMP)  ## run only the slow tests
 	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)  ## ruff (pipeline/, bench/, tests/) and the import-linter layer contracts
+	$(BIN)/ruff check pipeline bench tests
+	$(BIN)/lint-imports
 
 experiments: $(STAMP)  ## the tutorials' experiments (experiments/*.yaml) with dvc exp run, then docs/RESULTS.md
 	$(BIN)/python -m pipeline.experiments run --all --variant both --keep-going; \

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
 
+from helpers import REPO
 from pipeline.text.analyzers import AnalyzerSpec, OktBatch, decode, encode, shared
 
 SENTENCES = [

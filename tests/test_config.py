@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import REPO
 from pydantic import ValidationError
 
+from helpers import REPO
 from pipeline.core.cli import EXIT_BAD_INPUT
 from pipeline.core.config import Params, load_params, parse_params, to_dict
 from pipeline.core.errors import ParamsError
@@ -94,7 +94,8 @@ def test_repo_search_space_is_typed():
      "tune.space.model.dropout.high: expected a number >= 0 and < 1, got 1.0"),
     ("tune:\n  space:\n    learning_rate: {type: float, low: 0, high: 0.1, log: true}\n",
      "tune.space.learning_rate.low: expected a number > 0"),
-    ("tune:\n  space:\n    model.units: {type: int, low: 64, high: 8}\n", "tune.space.model.units: low (64) is above high (8)"),
+    ("tune:\n  space:\n    model.units: {type: int, low: 64, high: 8}\n",
+     "tune.space.model.units: low (64) is above high (8)"),
     ("tune:\n  space:\n    model.units: {type: int, low: 8, high: 64, log: true, step: 8}\n",
      "tune.space.model.units.step: Optuna takes either log or step"),
     ("tune:\n  space:\n    model.units: {type: int, low: 8.5, high: 64}\n",

@@ -5,8 +5,8 @@ import hashlib
 import json
 
 import pytest
-from httpsite import free_port
 
+from helpers.httpsite import free_port
 from pipeline.core.config import DatasetParams, DownloadParams, TableSource
 from pipeline.core.errors import ChecksumMismatch, FetchError
 from pipeline.data.datasets import KNOWN, DatasetSpec, RemoteFile
@@ -132,7 +132,7 @@ def test_offline_error_names_the_url_and_both_ways_around(in_tmp):
     assert str(in_tmp / ".cache" / "downloads" / "demo" / "seoul-120-text.csv") in message
 
 
-def test_cli_reports_a_missing_mirror_folder(in_tmp, monkeypatch, capsys):
+def test_cli_reports_a_missing_mirror_folder(in_tmp, mlflow_store, monkeypatch, capsys):
     monkeypatch.setenv("PIPELINE_DATA_MIRROR", str(in_tmp / "no-such-mirror"))
     (in_tmp / "params.yaml").write_text("dataset:\n  name: seoul120\n")
     assert main(["--params", "params.yaml"]) == 2

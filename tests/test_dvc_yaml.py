@@ -6,11 +6,10 @@ import importlib.util
 from pathlib import Path
 
 import grimp
-
 import pytest
 import yaml
-from conftest import REPO
 
+from helpers import REPO
 from pipeline.core.config import Params
 from pipeline.stages import download, evaluate, prepare, tokenize, train, tune
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers.tinydata import tiny_model
 from pipeline.model.evaluation import roc_points, scores, write_plots
 from pipeline.model.inference import predict_proba
 
@@ -31,11 +32,10 @@ def test_roc_binary_and_micro_average():
 def test_batched_prediction_matches_whole_rows():
     import keras
 
-    from pipeline.core.config import ModelParams
     from pipeline.model.architecture import build_model
 
     keras.utils.set_random_seed(0)
-    model = build_model(ModelParams(cell="gru", units=4, embedding_dim=4), vocab_size=20, num_classes=3)
+    model = build_model(tiny_model(units=4, embedding_dim=4), vocab_size=20, num_classes=3)
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 10, 40)
     x = np.zeros((40, 10), np.int32)
@@ -44,7 +44,7 @@ def test_batched_prediction_matches_whole_rows():
     ours = predict_proba(model, x, lengths, "post", batch_size=7)
     plain = np.asarray(model(x, training=False))
     np.testing.assert_allclose(ours, plain, atol=1e-5)
-    binary = build_model(ModelParams(cell="gru", units=4, embedding_dim=4), vocab_size=20, num_classes=2)
+    binary = build_model(tiny_model(units=4, embedding_dim=4), vocab_size=20, num_classes=2)
     two = predict_proba(binary, x, lengths, "post", batch_size=16)
     assert two.shape == (40, 2) and np.allclose(two.sum(1), 1)
 
@@ -61,26 +61,23 @@ def test_plots_are_written_for_dvc_and_people(tmp_path):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_no_track_records_nothing_not_even_on_the_train_run(tmp_path, monkeypatch):
+def test_no_track_records_nothing_not_even_on_the_train_run(tmp_path, monkeypatch, mlflow_store):
     import json
 
     import keras
     import mlflow
 
-    from pipeline.core.config import ModelParams
     from pipeline.model.architecture import build_model
     from pipeline.stages.evaluate import main
 
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    (tmp_path / "mlruns").mkdir()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    client = mlflow.MlflowClient(tracking_uri=uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    client = mlflow.MlflowClient(tracking_uri=mlflow_store)
     train_run = client.create_run(client.create_experiment("textclf-seoul120")).info.run_id
     models, prepared = tmp_path / "models", tmp_path / "data" / "prepared"
     models.mkdir()
     prepared.mkdir(parents=True)
-    build_model(ModelParams(cell="gru", units=4, embedding_dim=4), 20, 2).save(models / "model.keras")
+    build_model(tiny_model(units=4, embedding_dim=4), 20, 2).save(models / "model.keras")
     (models / "labels.json").write_text(json.dumps(["neg", "pos"]))
     (models / "run.json").write_text(json.dumps({"run_id": train_run}))
     (prepared / "params.json").write_text(json.dumps({"prepare": {"padding": "post"}}))

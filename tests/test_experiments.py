@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
 from dvc.utils.hydra import apply_overrides
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from test_pipeline_e2e import dvc, project, run  # noqa: F401  (project is a fixture)
 
+from helpers import REPO
+from helpers.project import make_project
 from pipeline.core.config import check_params, load_params, to_dict
 from pipeline.core.errors import ExperimentError
+from pipeline.experiments.cli import main
 from pipeline.experiments.commands import hydra_value, set_param_args
 from pipeline.experiments.spec import apply, discover, load_experiment, read_base
 
@@ -101,21 +101,21 @@ def test_bad_experiment_files_name_the_file_and_key(tmp_path, sections, message)
     assert str(path) in str(info.value) and message in str(info.value)
 
 
-def test_bad_names_and_missing_files(tmp_path):
+def test_bad_names_and_missing_files(tmp_path, monkeypatch, capsys):
     with pytest.raises(ExperimentError, match="ending in -tuned"):
         load_experiment(write_experiment(tmp_path, "x-tuned"), read_base(PARAMS))
     with pytest.raises(ExperimentError, match="no such experiment"):
         load_experiment(tmp_path / "nope.yaml", read_base(PARAMS))
-    out = subprocess.run([sys.executable, "-m", "pipeline.experiments", "run", "nope", "--dry-run"],
-                         cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 2 and "nope: no experiment experiments/nope.yaml" in out.stderr
+    monkeypatch.chdir(REPO)
+    assert main(["run", "nope", "--dry-run"]) == 2
+    assert "nope: no experiment experiments/nope.yaml" in capsys.readouterr().err
 
 
-def test_dry_run_prints_a_command_a_shell_can_run():
-    out = subprocess.run([sys.executable, "-m", "pipeline.experiments", "run", "seoul120-bigru",
-                          "--variant", "both", "--dry-run"], cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    seed, tuned = [shlex.split(line[2:]) for line in out.stdout.splitlines() if line.startswith("$ ")]
+def test_dry_run_prints_a_command_a_shell_can_run(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert main(["run", "seoul120-bigru", "--variant", "both", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    seed, tuned = [shlex.split(line[2:]) for line in out.splitlines() if line.startswith("$ ")]
     assert seed[:7] == ["dvc", "exp", "run", "--temp", "--force", "-n", "seoul120-bigru"]
     assert 'dataset.classes=["행정","경제","복지"]' in seed and "tune.n_trials=0" in seed
     assert tuned[6] == "seoul120-bigru-tuned" and "~tune.space" in tuned
@@ -130,25 +130,25 @@ def tiny_experiment(root: Path) -> None:
                             "tune.space": {"model.units": {"type": "int", "low": 5, "high": 6}}})
 
 
-def test_dvc_exp_run_logs_both_variants_and_results_come_from_mlflow(project):
-    root, env = project
+@pytest.mark.integration
+def test_dvc_exp_run_logs_both_variants_and_results_come_from_mlflow(tmp_path, monkeypatch, capsys):
+    # A fresh project: `dvc exp run --force` runs every stage anyway, so a reproduced one saves nothing.
+    project = make_project(tmp_path / "project")
+    root = project.root
     tiny_experiment(root)
-    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "exp"]):
-        subprocess.run(cmd, cwd=root, env=env, check=True)
+    project.commit("exp")
     params_before = (root / "params.yaml").read_bytes()
 
-    done = run([sys.executable, "-m", "pipeline.experiments", "run", "tiny", "--variant", "both"], root, env)
+    done = project.run(sys.executable, "-m", "pipeline.experiments", "run", "tiny", "--variant", "both")
     assert done.returncode == 0, done.stdout + done.stderr
     # --temp: the stages ran in DVC's copy; the workspace and its params.yaml are as they were.
     assert (root / "params.yaml").read_bytes() == params_before
     assert not (root / "models").exists()
-    listed = dvc(root, env, "exp", "list", "--name-only")
+    listed = project.dvc("exp", "list", "--name-only")
     assert set(listed.stdout.split()) >= {"tiny", "tiny-tuned"}
 
     # The runs are in the repo's own store (DVC_ROOT), not in the deleted copy, and tagged.
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    client = project.client()
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
                               "tags.`pipeline.stage` = 'train'")
     by_name = {r.data.tags["pipeline.experiment"]: r for r in runs}
@@ -163,9 +163,9 @@ def test_dvc_exp_run_logs_both_variants_and_results_come_from_mlflow(project):
     artifacts = {a.path for a in client.list_artifacts(seed_run.info.run_id, "train")}
     assert "train/history.json" in artifacts   # artifacts stored beside the store, not in the copy
 
-    done = run([sys.executable, "-m", "pipeline.experiments", "results"], root, env)
-    assert done.returncode == 0, done.stderr
-    assert "2 of 2 variants have results" in done.stdout
+    monkeypatch.chdir(root)
+    assert main(["results"]) == 0
+    assert "2 of 2 variants have results" in capsys.readouterr().out
     text = (root / "docs" / "RESULTS.md").read_text(encoding="utf-8")
     assert (root / "docs" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![The tutorials' figures, ours, ours tuned](results.png)" in text
@@ -180,12 +180,11 @@ def test_dvc_exp_run_logs_both_variants_and_results_come_from_mlflow(project):
     assert seed_run.info.run_id in text and tuned_run.info.run_id in text
 
 
-def test_results_without_runs_say_not_run(tmp_path):
+def test_results_without_runs_say_not_run(tmp_path, monkeypatch, mlflow_store):
     tiny_experiment(tmp_path)
     shutil.copy(PARAMS, tmp_path / "params.yaml")
-    done = subprocess.run([sys.executable, "-m", "pipeline.experiments", "results", "-o", "out.md"],
-                          cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    monkeypatch.chdir(tmp_path)
+    assert main(["results", "-o", "out.md"]) == 0
     row = next(line for line in (tmp_path / "out.md").read_text(encoding="utf-8").splitlines()
                if line.startswith("| `tiny`"))
     assert row.count("not run") == 2

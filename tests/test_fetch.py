@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from httpsite import Site  # noqa: E402  (the `site` fixture is in conftest)
-from httpsite import free_port as _free_port
 
+from helpers.httpsite import Site  # the `site` fixture (conftest.py) serves one
+from helpers.httpsite import free_port as _free_port
 from pipeline.core.errors import ChecksumMismatch, FetchError
 from pipeline.data.fetch import FetchResult, fetch, file_digests, parse_checksum, verify
 

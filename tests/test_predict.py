@@ -1,19 +1,19 @@
 """Raw-text prediction: the bundle a training run writes, the predict CLI, the pyfunc wrapper.
 
-The model here is trained for real on the tiny separable task (token w3 -> class "1", w4 -> "0")
-with the whitespace analyzer; test_serving.py does the same with Okt, MLflow and a server.
+The model here (conftest.py's tiny_bundle) is trained for real on the tiny separable task (token w3 ->
+class "1", w4 -> "0") with the whitespace analyzer; test_serving.py does the same with Okt, MLflow and
+a server.
 """
 from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from tinydata import TINY_PREPROCESS, tiny_data
 
+from helpers.tinydata import TINY_PREPROCESS
 from pipeline.core.errors import DataError
 from pipeline.serve.bundle import load_encoder
 from pipeline.serve.predict import check_encoding, input_format, main, predict_file
@@ -23,42 +23,19 @@ COLUMNS = [PREDICTED, "proba_0", "proba_1", EMPTY]
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    """A trained model bundle as the train stage writes it (maxlen 12, post padding)."""
-    import tensorflow as tf
-    from conftest import make_params
-
-    from pipeline.model.training import fit
-
-    folder = tmp_path_factory.mktemp("bundle")
-    data = tiny_data()
-    params = make_params(train={"epochs": 8, "batch_size": 16, "learning_rate": 0.01,
-                                "model": {"units": 8, "embedding_dim": 8, "dense_units": 0,
-                                          "bidirectional": False}})
-    result = fit(data, params.train, tf.distribute.get_strategy(), progress=False)
-    result.model.save(folder / "model.keras")
-    (folder / "vocab.json").write_text(json.dumps({f"w{i}": i for i in range(data.vocab_size)}))
-    (folder / "labels.json").write_text(json.dumps(data.labels))
-    (folder / "params.json").write_text(json.dumps({"train": {"maxlen": 0}, "prepared": {
-        "prepare": {"maxlen": data.maxlen, "padding": "post", "truncating": "pre"}}}))
-    (folder / "preprocess.json").write_text(json.dumps(TINY_PREPROCESS))
-    return folder
+def classifier(tiny_bundle) -> Classifier:
+    return Classifier.load(tiny_bundle)
 
 
-@pytest.fixture(scope="module")
-def classifier(bundle) -> Classifier:
-    return Classifier.load(bundle)
-
-
-def test_raw_text_is_encoded_as_prepare_encoded_it(bundle, tmp_path):
-    encoder = load_encoder(bundle)
+def test_raw_text_is_encoded_as_prepare_encoded_it(tiny_bundle, tmp_path):
+    encoder = load_encoder(tiny_bundle)
     x, lengths = encoder.encode(["w3 w7", "", None, float("nan"), "w5 nope w6"])
     assert x.shape == (5, 12) and x.dtype == np.int32
     assert x[0, :3].tolist() == [3, 7, 0] and x[4, :3].tolist() == [5, 1, 6]   # post padding; OOV is 1
     assert lengths.tolist() == [2, 0, 0, 0, 3] and not x[1:4].any()
     # train.maxlen (here 4, possibly tuned) cuts as prepare would have: truncating "pre" keeps the end.
     short = tmp_path / "short"
-    shutil.copytree(bundle, short)
+    shutil.copytree(tiny_bundle, short)
     record = json.loads((short / "params.json").read_text())
     record["train"]["maxlen"] = 4
     (short / "params.json").write_text(json.dumps(record))
@@ -156,13 +133,13 @@ def test_a_missing_model_says_how_to_make_one(tmp_path, monkeypatch, capsys):
         capsys.readouterr().err
 
 
-def test_pyfunc_takes_a_list_or_a_text_column_and_gives_the_same_answers(classifier, bundle, tmp_path):
+def test_pyfunc_takes_a_list_or_a_text_column_and_gives_the_same_answers(classifier, tiny_bundle, tmp_path):
     import mlflow
 
     from pipeline.serve import pyfunc
 
     path = tmp_path / "pyfunc"
-    pyfunc.save_model(bundle, path, ["0", "1"], TINY_PREPROCESS["examples"], "whitespace")
+    pyfunc.save_model(tiny_bundle, path, ["0", "1"], TINY_PREPROCESS["examples"], "whitespace")
     model = mlflow.pyfunc.load_model(str(path))
     texts = ["w3 w9", "", None, "w4 w7"]
     expected = classifier.predict(texts)

@@ -143,24 +143,23 @@ def test_a_cell_unrolled_in_python_equals_its_layer(kind):
     np.testing.assert_allclose(np.asarray(unroll(cell, keras.ops.convert_to_tensor(x))), expected, atol=1e-6)
 
 
-def test_reference_command_logs_a_finished_run_that_results_lists(tmp_path):
+def test_reference_command_logs_a_finished_run_that_results_lists(tmp_path, tiny_prepared, mlflow_store, monkeypatch,
+                                                                  capsys):
     """python -m pipeline.reference.imdb_onehot on prepare-stage files: summary, MLflow run, RESULTS.md."""
     import json
     import shutil
-    import subprocess
-    import sys
 
-    from conftest import REPO
-    from tinydata import write_prepared
+    from helpers import REPO
+    from pipeline.experiments.cli import main as experiments
+    from pipeline.reference.imdb_onehot import main
 
     prepared = tmp_path / "data" / "prepared"
-    write_prepared(prepared)
+    shutil.copytree(tiny_prepared, prepared)
     params = json.loads((prepared / "params.json").read_text())
     (prepared / "params.json").write_text(json.dumps({**params, "dataset": {"name": "table"}}))
-    cmd = [sys.executable, "-m", "pipeline.reference.imdb_onehot", "--epochs", "3", "--hidden", "8",
-           "--learning-rate", "0.5"]
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    monkeypatch.chdir(tmp_path)
+    args = ["--epochs", "3", "--hidden", "8", "--learning-rate", "0.5"]
+    assert main(args) == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "reference" / "numpy_rnn_imdb.json").read_text())
     assert [row["epoch"] for row in summary["history"]] == [1, 2, 3]
     best = max(summary["history"], key=lambda row: row["val_accuracy"])
@@ -169,7 +168,7 @@ def test_reference_command_logs_a_finished_run_that_results_lists(tmp_path):
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=mlflow_store)
     (run,) = client.search_runs([client.get_experiment_by_name("textclf-table").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["pipeline.experiment"] == "numpy-rnn-onehot"
     assert run.data.metrics["best/val_accuracy"] == summary["val_accuracy"]
@@ -178,14 +177,13 @@ def test_reference_command_logs_a_finished_run_that_results_lists(tmp_path):
 
     shutil.copytree(REPO / "experiments", tmp_path / "experiments")
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    done = subprocess.run([sys.executable, "-m", "pipeline.experiments", "results"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    assert experiments(["results"]) == 0, capsys.readouterr().err
     text = (tmp_path / "docs" / "RESULTS.md").read_text(encoding="utf-8")
     assert f"accuracy **{summary['val_accuracy']:.4f}** (best epoch {summary['best_epoch']})" in text
     assert run.info.run_id in text
 
     # A three-class folder is refused by name, and nothing is logged as finished.
     (prepared / "labels.json").write_text(json.dumps(["a", "b", "c"]))
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and "labels.json: 3 classes" in done.stderr
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "labels.json: 3 classes" in capsys.readouterr().err

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.core.config import DatasetParams, DownloadParams, PrepareParams, TableSource, TokenizeParams
+from pipeline.core.config import DatasetParams, DownloadParams, PrepareParams, TableSource, TokenizeParams, VocabParams
 from pipeline.data.downloads import download
 from pipeline.data.readers import load_documents
 from pipeline.data.splits import prepare
@@ -14,7 +14,7 @@ NSMC_SHA256 = "fa80d8a66e9c7b0c9b1ade949bb5f38835e8640a884b3573df5643982ba532f7"
 
 @pytest.mark.slow
 def test_full_shared_nsmc_through_the_data_stages(in_tmp, shared_data):
-    dataset = DatasetParams(name="table", table=TableSource(
+    dataset = DatasetParams(name="table", classes=(), table=TableSource(
         source=str(shared_data / "nsmc" / "ratings_train.txt"), sha256=NSMC_SHA256,
         text_columns=("document",), label_column="label", id_column="id"))
     download(dataset, DownloadParams())
@@ -25,7 +25,8 @@ def test_full_shared_nsmc_through_the_data_stages(in_tmp, shared_data):
     dropped = stats["dropped_empty_text"] + stats["dropped_no_tokens_after_filters"]
     assert 0 < dropped < 2000 and stats["documents"] == 150_000 - dropped
     assert stats["unique_units_analysed_or_cached"] < stats["unique_texts"] * 3
-    arrays, vocab, names, pstats = prepare(tokens, PrepareParams(maxlen=40))
+    vocab_params = VocabParams(max_size=20_000, min_freq=1)
+    arrays, vocab, names, pstats = prepare(tokens, PrepareParams(maxlen=40, vocab=vocab_params))
     assert names == ["0", "1"] and len(vocab) == 20_000
     n = {s: len(a["y"]) for s, a in arrays.items()}
     assert sum(n.values()) == stats["documents"] and abs(n["test"] - 0.1 * stats["documents"]) <= 1

@@ -22,7 +22,7 @@ def docs(texts, labels=None) -> pd.DataFrame:
 
 
 def test_duplicates_are_analysed_once_and_cached(tmp_path):
-    cfg = TokenizeParams(analyzer="okt", stem=True, workers=1)
+    cfg = TokenizeParams(analyzer="okt", stem=True, pos_drop=(), workers=1)
     cache = tmp_path / "cache.sqlite"
     tokens, report = tokenize_texts(KO, cfg, cache)
     assert report.unique_texts == 3 and report.cache_hits == 0
@@ -42,15 +42,19 @@ def test_duplicates_are_analysed_once_and_cached(tmp_path):
 
 
 def test_pos_keep_with_wildcards_on_sejong_tags(tmp_path):
-    cfg = TokenizeParams(analyzer="mecab", pos_keep=("NN*",), workers=1)
+    cfg = TokenizeParams(analyzer="mecab", pos_keep=("NN*",), pos_drop=(), workers=1)
     tokens, _ = tokenize_texts(["아버지가 방에 들어가신다"], cfg, tmp_path / "c.sqlite")
     assert tokens == [["아버지", "방"]]
 
 
-@pytest.mark.parametrize("analyzer, kind", [("okt", "thread"), ("okt", "process"), ("komoran", "auto")])
+@pytest.mark.parametrize("analyzer, kind", [
+    ("okt", "thread"),
+    pytest.param("okt", "process", marks=pytest.mark.integration),      # worker processes, a JVM each
+    pytest.param("komoran", "auto", marks=pytest.mark.integration),
+])
 def test_two_workers_give_the_same_tokens(tmp_path, analyzer, kind):
     texts = [f"{t} {i}번째 {i * 7}점" for i in range(400) for t in KO[:3]]   # 1,200 unique texts
-    cfg = TokenizeParams(analyzer=analyzer, workers=1, worker_kind=kind)
+    cfg = TokenizeParams(analyzer=analyzer, pos_drop=(), workers=1, worker_kind=kind)
     one, _ = tokenize_texts(texts, cfg, None)
     two, report = tokenize_texts(texts, cfg.model_copy(update={"workers": 2}), tmp_path / "c.sqlite")
     assert report.workers_used == 2
@@ -60,11 +64,11 @@ def test_two_workers_give_the_same_tokens(tmp_path, analyzer, kind):
 
 def test_okt_analyses_each_distinct_word_once(tmp_path):
     texts = ["정말 재밌는 영화", "정말 지루한 영화", "재밌는 영화 정말"]
-    tokens, report = tokenize_texts(texts, TokenizeParams(workers=1), tmp_path / "c.sqlite")
+    tokens, report = tokenize_texts(texts, TokenizeParams(pos_drop=(), workers=1), tmp_path / "c.sqlite")
     assert report.unique_units == 4 and report.analysed == 4      # 정말 재밌는 영화 지루한
     assert report.analysis_unit == "word"
     assert tokens[2] == ["재밌다", "영화", "정말"]
-    _, report = tokenize_texts(texts, TokenizeParams(workers=1, norm=True), None)
+    _, report = tokenize_texts(texts, TokenizeParams(pos_drop=(), workers=1, norm=True), None)
     assert report.unique_units == 3          # with norm, Okt sees whole texts
     assert report.analysis_unit == "text"
 
@@ -72,7 +76,7 @@ def test_okt_analyses_each_distinct_word_once(tmp_path):
 def test_empty_and_missing_texts_are_dropped_and_counted(tmp_path):
     frame = docs(["좋다 좋아", "   ", "", "!!!", "별로다"], ["a", "b", "a", None, "b"])
     cfg = TokenizeParams(analyzer="komoran", pos_drop=("S*",), workers=1)
-    table, stats = tokenize_documents(frame, DatasetParams(), cfg, tmp_path / "c.sqlite", frozenset())
+    table, stats = tokenize_documents(frame, DatasetParams(classes=()), cfg, tmp_path / "c.sqlite", frozenset())
     assert table["id"].tolist() == ["0", "4"]
     assert stats["dropped_missing_label"] == 1        # the "!!!" row has no label
     assert stats["dropped_empty_text"] == 2           # Komoran would throw on " "
@@ -82,13 +86,13 @@ def test_empty_and_missing_texts_are_dropped_and_counted(tmp_path):
 def test_filters_that_remove_everything_drop_the_row(tmp_path):
     frame = docs(["좋은 영화", "!!!", "나쁜 영화"], ["a", "b", "a"])
     cfg = TokenizeParams(analyzer="okt", pos_drop=("Punctuation",), workers=1)
-    table, stats = tokenize_documents(frame, DatasetParams(), cfg, tmp_path / "c.sqlite", frozenset())
+    table, stats = tokenize_documents(frame, DatasetParams(classes=()), cfg, tmp_path / "c.sqlite", frozenset())
     assert stats["dropped_no_tokens_after_filters"] == 1 and len(table) == 2
 
 
 def test_class_filter_and_unknown_class(tmp_path):
     frame = docs(["가 나", "다 라", "마 바"], ["행정", "경제", "환경"])
-    cfg = TokenizeParams(analyzer="whitespace")
+    cfg = TokenizeParams(analyzer="whitespace", pos_drop=())
     table, stats = tokenize_documents(frame, DatasetParams(classes=("행정", "경제")), cfg, None, frozenset())
     assert sorted(table["label"]) == ["경제", "행정"] and stats["dropped_by_class_filter"] == 1
     with pytest.raises(DataError, match="dataset.classes: no rows with label '복지'; labels present: 경제, 행정, 환경"):
@@ -97,8 +101,9 @@ def test_class_filter_and_unknown_class(tmp_path):
 
 def test_output_schema(tmp_path):
     frame = docs(["one two", "three"])
-    table, _ = tokenize_documents(frame, DatasetParams(), TokenizeParams(analyzer="english"), None, frozenset())
-    cfg = TokenizeParams(analyzer="english", stopwords_file="stop.txt")
+    table, _ = tokenize_documents(frame, DatasetParams(classes=()), TokenizeParams(analyzer="english", pos_drop=()),
+                                  None, frozenset())
+    cfg = TokenizeParams(analyzer="english", pos_drop=(), stopwords_file="stop.txt")
     spec = preprocess_spec(cfg, frozenset({"the", "a"}), frame)
     write_tokens(table, tmp_path / "tokens.parquet", spec)
     back = pq.read_table(tmp_path / "tokens.parquet")

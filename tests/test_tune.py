@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,10 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from conftest import REPO, make_params
-from tinydata import write_prepared
 
+from helpers import REPO, make_params
+from helpers.httpsite import free_port
+from helpers.tinydata import TINY_MODEL
 from pipeline.core.config import TrainParams, override
 from pipeline.core.errors import ParamsError, StageError
 from pipeline.tuning import study as studies
@@ -27,19 +29,22 @@ BAD = {"model.units": 4, "learning_rate": 0.001, "maxlen": 6}
 
 def tune_params(**tune) -> dict:
     return {"dataset": {"name": "seoul120"},
-            "train": {"model": {"cell": "gru", "units": 8, "embedding_dim": 8, "dense_units": 0},
-                      "epochs": 3, "batch_size": 16, "early_stopping_patience": 0, "seed": 3},
+            "train": {"model": TINY_MODEL, "epochs": 3, "batch_size": 16, "learning_rate": 0.001,
+                      "early_stopping_patience": 0, "seed": 3},
             "tune": {"n_trials": 4, "epochs": 3, "startup_trials": 1, "warmup_epochs": 0,
                      "space": SPACE, **tune}}
 
 
 def write_project(root: Path, **tune) -> None:
-    write_prepared(root / "data" / "prepared")
+    """params.yaml for the tiny task (the `project` fixture has put its data/prepared in place)."""
     (root / "params.yaml").write_text(yaml.safe_dump(tune_params(**tune)), encoding="utf-8")
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
+def project(tmp_path, monkeypatch, tiny_prepared, mlflow_store) -> Path:
+    """tmp_path as the repo root, with the tiny task's data/prepared and an empty MLflow store, and no
+    store named by the shell."""
+    shutil.copytree(tiny_prepared, tmp_path / "data" / "prepared")
     monkeypatch.chdir(tmp_path)
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "OPTUNA_STORAGE"):
         monkeypatch.delenv(var, raising=False)
@@ -206,7 +211,8 @@ def test_study_prunes_records_failures_resumes_and_is_tracked(project):
     assert parent.data.tags["tune.best_run_id"] == top.user_attrs["mlflow_run_id"]
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "tune")} >= {
         "tune/best_params.json", "tune/study.json", "tune/trials.csv", "tune/plots"}
-    nested = {r.data.tags["optuna.trial"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    nested = {r.data.tags["optuna.trial"]: r for r in runs
+              if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert sorted(nested) == ["0", "1", "2", "3", "4"]
     assert [nested[n].data.tags["optuna.state"] for n in "012"] == ["COMPLETE", "PRUNED", "FAIL"]
     assert [nested[n].info.status for n in "012"] == ["FINISHED", "FINISHED", "FAILED"]
@@ -234,26 +240,28 @@ def run_tune(root: Path, env: dict, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def two_workers_then_main(root: Path, storage: str, track: bool) -> tuple[optuna.Study, list[str]]:
-    """2 `--worker` processes at once on one study, then the stage run that writes the outputs."""
+def two_workers_then_main(root: Path, storage: str, track: bool, monkeypatch, capsys
+                          ) -> tuple[optuna.Study, list[str]]:
+    """2 `--worker` processes at once on one study, then the stage run that writes the outputs
+    (in this process: the `project` fixture made root the cwd)."""
+    from pipeline.stages.tune import main
+
     write_project(root, n_trials=6, epochs=2, study_name="shared")
-    env = {**os.environ, "OPTUNA_STORAGE": storage, "PYTHONPATH": str(REPO),
-           "PIPELINE_CACHE_DIR": str(root / ".cache")}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    monkeypatch.setenv("OPTUNA_STORAGE", storage)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     if track:   # the MLflow store exists before the workers start (as after any earlier stage)
         import mlflow
         mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}").search_experiments()
-    flags = () if track else ("--no-track",)
+    flags = [] if track else ["--no-track"]
     workers = [run_tune(root, env, "--worker", *flags) for _ in range(2)]
     errors = []
     for proc in workers:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
         errors.append(err)
-    main = run_tune(root, env, *flags)
-    out, err = main.communicate(timeout=600)
-    assert main.returncode == 0, err[-3000:]
-    errors.append(err)
+    capsys.readouterr()
+    assert main(flags) == 0
+    errors.append(capsys.readouterr().err)
     return optuna.load_study(study_name="shared", storage=open_for_reading(root, storage)), errors
 
 
@@ -280,11 +288,12 @@ def check_shared_study(study: optuna.Study, errors: list[str], root: Path) -> No
     assert best["trial"] == study.best_trial.number
 
 
-def test_two_workers_on_one_journal_file(tmp_path):
-    study, errors = two_workers_then_main(tmp_path, "journal:tune/optuna.journal", track=True)
-    check_shared_study(study, errors, tmp_path)
+@pytest.mark.integration
+def test_two_workers_on_one_journal_file(project, monkeypatch, capsys):
+    study, errors = two_workers_then_main(project, "journal:tune/optuna.journal", True, monkeypatch, capsys)
+    check_shared_study(study, errors, project)
     import mlflow
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("textclf-seoul120").experiment_id])
     parents = {r.info.run_id: r.data.tags["optuna.role"] for r in runs if r.info.run_name == "tune"}
     assert sorted(parents.values()) == ["main", "worker", "worker"]
@@ -300,8 +309,6 @@ def postgres_url(tmp_path_factory):
     import glob
     import shutil
     import tempfile
-
-    from httpsite import free_port
 
     if os.environ.get("PIPELINE_TEST_POSTGRES_URL"):
         yield os.environ["PIPELINE_TEST_POSTGRES_URL"]
@@ -331,7 +338,8 @@ def postgres_url(tmp_path_factory):
         shutil.rmtree(data, ignore_errors=True)
 
 
-def test_two_workers_on_one_postgresql_server(tmp_path, postgres_url):
-    study, errors = two_workers_then_main(tmp_path, postgres_url, track=False)
-    check_shared_study(study, errors, tmp_path)
-    assert json.loads((tmp_path / "tune" / "study.json").read_text())["storage"].startswith("postgresql://optuna@")
+@pytest.mark.integration
+def test_two_workers_on_one_postgresql_server(project, postgres_url, monkeypatch, capsys):
+    study, errors = two_workers_then_main(project, postgres_url, False, monkeypatch, capsys)
+    check_shared_study(study, errors, project)
+    assert json.loads((project / "tune" / "study.json").read_text())["storage"].startswith("postgresql://optuna@")

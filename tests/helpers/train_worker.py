@@ -1,6 +1,6 @@
-"""Train a tiny model under one strategy and save what the test compares (run as a subprocess).
+"""Train the tiny model under one strategy and save what the test compares (run as a subprocess).
 
-    python tests/train_worker.py {none,mirrored,multi_worker} OUT.npz
+    python tests/helpers/train_worker.py {none,mirrored,multi_worker} OUT.npz
 
 Logical devices must be configured before TensorFlow starts, and multi-worker training needs a
 process per worker, hence a script rather than an in-process test.
@@ -11,10 +11,26 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __name__ == "__main__":   # run as a script: the repo (pipeline) and tests/ (helpers) on the path
+    TESTS = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(TESTS.parent), str(TESTS)]
 
 import numpy as np  # noqa: E402
-from tinydata import tiny_data  # noqa: E402
+
+from helpers.tinydata import tiny_data, tiny_train  # noqa: E402
+
+
+def config(mode: str):
+    """The same global batch of 16 under every strategy: 2 replicas x 8 when mirrored."""
+    return tiny_train(epochs=3, batch_size=8 if mode == "mirrored" else 16, seed=7, bucket_by_length=True)
+
+
+def weights(model) -> list[list[np.ndarray]]:
+    """Each replica's copy of every variable (one copy outside a distribution strategy).
+
+    A Keras 3 Variable wraps the tf.distribute one in .value; that one holds a copy per replica.
+    """
+    return [[np.asarray(c) for c in getattr(v.value, "values", (v.value,))] for v in model.weights]
 
 
 def main() -> None:
@@ -24,7 +40,6 @@ def main() -> None:
     if mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from pipeline.core.config import ModelParams, TrainParams
     from pipeline.core.seed import set_seed
     from pipeline.model.strategies import is_chief, make_strategy
     from pipeline.model.training import fit
@@ -33,12 +48,8 @@ def main() -> None:
     strategy = make_strategy(mode, devices)
     import keras  # noqa: F401  (set_seed seeds TF once Keras is loaded)
     set_seed(7)
-    cfg = TrainParams(model=ModelParams(cell="gru", units=8, embedding_dim=8), epochs=3, batch_size=16 if
-                      mode != "mirrored" else 8, seed=7, early_stopping_patience=0, bucket_by_length=True)
-    result = fit(tiny_data(), cfg, strategy, progress=False)
-    # Each replica's copy of every variable, to show they are identical.
-    # (a Keras 3 Variable wraps the tf.distribute one in .value; that one holds a copy per replica)
-    copies = [[np.asarray(c) for c in getattr(v.value, "values", (v.value,))] for v in result.model.weights]
+    result = fit(tiny_data(), config(mode), strategy, progress=False)
+    copies = weights(result.model)   # every replica's, to show they are identical
     np.savez(out, *[c[0] for c in copies])
     out.with_suffix(".json").write_text(json.dumps({
         "replicas": result.replicas, "chief": is_chief(strategy),

@@ -6,6 +6,28 @@ from pathlib import Path
 
 import numpy as np
 
+# The tiny model the tests train: a one-way GRU(8) on 8-dim embeddings straight into the output layer.
+# Spelled out in full because the code's defaults are params.yaml's (a bidirectional GRU(64), dropout
+# 0.5, a hidden Dense(16)): a test says which model it trains.
+TINY_MODEL = {"cell": "gru", "bidirectional": False, "layers": 1, "units": 8, "embedding_dim": 8,
+              "one_hot": False, "dropout": 0.0, "recurrent_dropout": 0.0, "dense_units": 0, "mask": True}
+
+
+def tiny_model(**overrides):
+    """ModelParams of TINY_MODEL with some values changed."""
+    from pipeline.core.config import ModelParams
+
+    return ModelParams(**{**TINY_MODEL, **overrides})
+
+
+def tiny_train(**overrides):
+    """TrainParams for the tiny model: 3 epochs of batches of 16, Adam at 0.001, no early stopping."""
+    from pipeline.core.config import TrainParams
+
+    values = {"model": tiny_model(), "epochs": 3, "batch_size": 16, "optimizer": "adam",
+              "learning_rate": 0.001, "early_stopping_patience": 0, "seed": 3, **overrides}
+    return TrainParams(**values)
+
 
 def tiny_data(n: int = 192, maxlen: int = 12, vocab: int = 30, seed: int = 0):
     """Class 1 rows contain token 3, class 0 rows token 4; lengths vary (post-padded)."""
