@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.core.config import ModelParams
-from pipeline.model.architecture import OneHot, build_model, output_spec, uses_fused_kernel
+from pipeline.model.architecture import OneHot, build_model, fused_kernel_blockers, output_spec, uses_fused_kernel
 
 CELLS = ("simple_rnn", "lstm", "gru")
 
@@ -174,6 +174,13 @@ def test_one_hot_layer_encodes_and_masks():
 ])
 def test_uses_fused_kernel(overrides, padding, expected):
     assert uses_fused_kernel(hp(**overrides), padding) is expected
+
+
+def test_fused_kernel_blockers_name_each_key_that_rules_it_out():
+    assert fused_kernel_blockers(hp(cell="gru"), "post") == []
+    blockers = fused_kernel_blockers(hp(cell="simple_rnn", recurrent_dropout=0.2), "pre")
+    assert [b.split(" ")[0] for b in blockers] == ["train.model.cell", "train.model.recurrent_dropout",
+                                                   "prepare.padding"]
 
 
 # 6. Save / load.

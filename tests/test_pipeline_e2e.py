@@ -42,6 +42,7 @@ def test_dvc_repro_end_to_end(repro_project: Project):
     assert train_run.data.params["train.model.units"] == str(best["params"]["model.units"])
     assert train_run.data.params["train.maxlen"] == str(best["params"]["maxlen"])
     assert train_run.data.tags["tune.study"] == best["study"]
+    assert train_run.data.tags["train.fused_kernel"] == "true"   # GRU, post padding with a mask
     assert repro_project.read_json("models/params.json")["train"]["maxlen"] == best["params"]["maxlen"]
     assert "val/accuracy" in train_run.data.metrics and "test/accuracy" in train_run.data.metrics
     run_info = repro_project.read_json("models/run.json")
