@@ -100,7 +100,6 @@ def test_every_dvc_output_is_named_in_core_paths():
     assert not missing, f"dvc.yaml outputs not in pipeline/core/paths.py: {missing}"
 
 
-@pytest.mark.xfail(strict=True, reason=".dvcignore does not ignore __pycache__/ yet: remove this mark with the fix")
 def test_bytecode_is_no_part_of_a_stages_deps(tmp_path):
     """The deps are package folders: the .pyc files any import writes there (a later stage, the
     tests, a notebook) would change their hashes and make DVC run every stage again."""
