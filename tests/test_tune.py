@@ -233,6 +233,39 @@ def test_study_prunes_records_failures_resumes_and_is_tracked(project):
     assert len(optuna.load_study(study_name="t", storage="sqlite:///tune/optuna.db").trials) == 6
 
 
+@pytest.mark.parametrize("first", ["worker", "main"])
+def test_trial_0_is_the_baseline_whoever_opens_the_study(project, first):
+    """The baseline is enqueued by whoever opens the empty study (a --worker too), exactly once."""
+    from pipeline.stages.tune import main
+
+    write_project(project, n_trials=2, epochs=1, pruner="none", study_name="t", storage="journal:tune/optuna.journal")
+    assert main(["--no-track", *(["--worker"] if first == "worker" else [])]) == 0
+    write_project(project, n_trials=3, epochs=1, pruner="none", study_name="t", storage="journal:tune/optuna.journal")
+    assert main(["--no-track", *(["--worker"] if first == "main" else [])]) == 0
+    trials = optuna.load_study(study_name="t", storage=open_for_reading(project, "journal:tune/optuna.journal")
+                               ).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert [t.number for t in trials if t.user_attrs.get("baseline")] == [0]
+    assert trials[0].params == {"model.units": 8, "learning_rate": 0.001, "maxlen": 12}
+
+
+def test_a_baseline_enqueued_twice_by_a_race_is_run_once(project):
+    """Two processes that found the study empty at the same instant both enqueue the baseline."""
+    from pipeline.stages.tune import main
+
+    write_project(project, n_trials=2, epochs=1, pruner="none", study_name="t")
+    (project / "tune").mkdir()
+    study = optuna.create_study(study_name="t", storage="sqlite:///tune/optuna.db", direction="maximize")
+    start = {"model.units": 8, "learning_rate": 0.001, "maxlen": 12}
+    for _ in range(2):
+        study.enqueue_trial(start, user_attrs={studies.BASELINE: True}, skip_if_exists=False)
+    assert main(["--no-track"]) == 0
+    trials = optuna.load_study(study_name="t", storage="sqlite:///tune/optuna.db").get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert "not run twice" in trials[1].user_attrs["fail_reason"]
+    assert trials[2].params != start
+
+
 # --- several worker processes on one study -----------------------------------------------------------
 
 def run_tune(root: Path, env: dict, *args: str) -> subprocess.Popen:
@@ -277,8 +310,14 @@ def check_shared_study(study: optuna.Study, errors: list[str], root: Path) -> No
     finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     surplus = [t for t in trials if t.state.name == "FAIL"]
     assert len(finished) == 6, [t.state.name for t in trials]
-    # A FAIL here can only be a trial started when the last one was already taken elsewhere.
-    assert all("already has its 6 trials" in t.user_attrs.get("fail_reason", "") for t in surplus)
+    # A FAIL here can only be a trial started when the last one was already taken elsewhere, or the
+    # second copy of the baseline when both workers found the study empty at the same instant.
+    assert all("already has its 6 trials" in t.user_attrs.get("fail_reason", "")
+               or "not run twice" in t.user_attrs.get("fail_reason", "") for t in surplus)
+    # The workers created the study: its trial 0 is still params.yaml's values, run exactly once.
+    baselines = [t for t in finished if t.user_attrs.get("baseline")]
+    assert trials[0].user_attrs.get("baseline") is True and [t.number for t in baselines] == [0]
+    assert trials[0].params == {"model.units": 8, "learning_rate": 0.001, "maxlen": 12}
     assert len({t.number for t in trials}) == len(trials)
     assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == 6, "two trials tried the same values"
     assert len({t.user_attrs["worker"] for t in finished}) == 2, "both workers ran trials"

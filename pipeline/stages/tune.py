@@ -63,9 +63,8 @@ def _body(params: Params, args) -> None:
         sampler=studies.make_sampler(cfg, seed), pruner=studies.make_pruner(cfg, epochs),
         direction=studies.direction(cfg.metric), load_if_exists=True)
     done = studies.counted(study)
-    if not args.worker and not study.trials:
-        start = studies.baseline(cfg.space, params.train, data.maxlen)
-        study.enqueue_trial(start, user_attrs={"baseline": True})
+    start = studies.baseline(cfg.space, params.train, data.maxlen)
+    if studies.ensure_baseline(study, start):   # whoever opens the study first, main or worker
         say(f"trial 0 is params.yaml's own train values: {start}")
     say(f"study {name} in {studies.redact(url)}: {done} of {cfg.n_trials} trials"
         + (" (resuming)" if done else "") + (" as a worker" if args.worker else ""))

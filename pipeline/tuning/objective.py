@@ -26,6 +26,10 @@ class SurplusTrial(Exception):
     """Another worker started the study's last trial first; this one is not run."""
 
 
+class DuplicateBaseline(Exception):
+    """Two processes opened the empty study at once and both enqueued the baseline; not run twice."""
+
+
 def subsample(split: dict, fraction: float, seed: int) -> dict:
     """A stratified, seeded fraction of a split (at least one row per class)."""
     if fraction >= 1:
@@ -67,10 +71,17 @@ class Objective:
         from pipeline.model.training import fit
 
         budget = self.params.tune.n_trials
-        if studies.ahead_of(trial.study, trial.number) >= budget:
-            raise SurplusTrial(f"the study already has its {budget} trials (another worker started "
-                               "the last one first)")
         trial.set_user_attr("worker", studies.WORKER)
+        skip: Exception | None = None
+        if studies.ahead_of(trial.study, trial.number) >= budget:
+            skip = SurplusTrial(f"the study already has its {budget} trials (another worker started "
+                                "the last one first)")
+        elif studies.is_duplicate_baseline(trial):
+            skip = DuplicateBaseline("params.yaml's values are already a trial of this study (two "
+                                     "processes opened it at once); not run twice")
+        if skip is not None:
+            trial.set_user_attr("fail_reason", f"{type(skip).__name__}: {skip}")
+            raise skip
         values = studies.suggest(trial, self.params.tune.space)
         cfg = override(self.base, values, "tune.space")
         metric = self.params.tune.metric
@@ -165,7 +176,9 @@ def run_trials(study, objective: Objective, cfg, worker: bool) -> int:
     started, failures_in_a_row, ran = time.monotonic(), 0, 0
     studies.fail_dead_trials(study)
     report = Report(cfg.n_trials)
-    while studies.counted(study) < cfg.n_trials:
+    # Waiting (enqueued) trials are drawn even when they fill the budget: a duplicate baseline
+    # among them is failed unrun, which frees its place.
+    while studies.counted(study) < cfg.n_trials or studies.waiting(study):
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[report], gc_after_trial=True)
         ran += 1
         failures_in_a_row = failures_in_a_row + 1 if report.last_state == "FAIL" else 0

@@ -174,6 +174,31 @@ def baseline(space: Mapping[str, SearchDim], train: TrainParams, prepared_maxlen
     return values
 
 
+BASELINE = "baseline"   # the user attr that marks the trial of params.yaml's own values
+
+
+def ensure_baseline(study: optuna.Study, values: Mapping[str, Any]) -> bool:
+    """Enqueue params.yaml's values as an empty study's first trial; whether this process did.
+
+    Every process (the stage or a `--worker`) calls it before its first trial, so whoever opens
+    the study first, its first trial (number 0: numbers are given out by the storage) is the
+    baseline. Two processes opening an empty study at the same instant may both enqueue it: the
+    later copy is failed unrun when it is drawn (`is_duplicate_baseline`).
+    """
+    if study.get_trials(deepcopy=False):
+        return False
+    study.enqueue_trial(dict(values), user_attrs={BASELINE: True}, skip_if_exists=True)
+    return True
+
+
+def is_duplicate_baseline(trial: optuna.trial.Trial) -> bool:
+    """A baseline trial with a lower-numbered baseline trial before it (see ensure_baseline)."""
+    if not trial.user_attrs.get(BASELINE):
+        return False
+    return any(t.user_attrs.get(BASELINE) and t.number < trial.number
+               for t in trial.study.get_trials(deepcopy=False))
+
+
 # --- the budget: tune.n_trials trials for the whole study, whoever runs them --------------------
 
 def counted_states() -> tuple:
@@ -185,6 +210,12 @@ def counted_states() -> tuple:
 
 def counted(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=counted_states()))
+
+
+def waiting(study: optuna.Study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def ahead_of(study: optuna.Study, number: int) -> int:
