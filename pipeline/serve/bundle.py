@@ -15,6 +15,7 @@ import json
 import math
 import shutil
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +29,8 @@ from pipeline.text.analyzers import shared
 from pipeline.text.tokenizer import MemoryCache, analyzer_spec, tokenize_texts
 
 BUNDLE_FILES = ("model.keras", "vocab.json", "labels.json", "params.json", "preprocess.json")
+# A .keras file is a zip archive of these (and metadata.json).
+KERAS_MEMBERS = ("config.json", "model.weights.h5")
 
 
 def as_text(value: Any) -> str:
@@ -65,20 +68,71 @@ class Encoder:
         shared(analyzer_spec(self.tokenize))(["가나다 warm up"])
 
 
+def rebuild_hint(folder: Path) -> str:
+    """How to get a sound copy of a bundle's files: from DVC, or (a bundle inside an MLflow model,
+    as MLflow downloads it) by logging the model again."""
+    if (folder.parent.parent / "MLmodel").is_file():   # <model>/artifacts/bundle
+        return "log the model again (the train stage logs and registers it)"
+    return "rebuild it with `dvc repro train` or `dvc checkout models`"
+
+
 def _read_json(folder: Path, name: str) -> Any:
     try:
         return json.loads((folder / name).read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise StageError(f"{folder / name}: not valid JSON ({exc})") from None
+    except ValueError as exc:   # UnicodeDecodeError included
+        raise StageError(f"{folder / name}: not valid JSON ({' '.join(str(exc).split())}); "
+                         f"{rebuild_hint(folder)}") from None
 
 
 def check_bundle(folder: Path) -> None:
+    """A folder with every bundle file (model.keras is checked as it is loaded: load_model_file)."""
+    if folder.is_file():
+        raise StageError(f"{folder}: a file, not a model folder (a bundle is the folder the train stage "
+                         "writes, models/)")
     if not folder.is_dir():
         raise StageError(f"{folder}: no such model folder")
     missing = [name for name in BUNDLE_FILES if not (folder / name).is_file()]
     if missing:
         raise StageError(f"{folder}: not a model bundle, {', '.join(missing)} missing (a bundle is what "
                          "the train stage writes to models/)")
+
+
+def check_model_file(path: Path, hint: str) -> None:
+    """model.keras as Keras saves it: a zip archive with the model's config and weights, every member
+    whole (its CRC checked). Keras itself reports a truncated or foreign file as `File not found`."""
+    problem = ""
+    size = path.stat().st_size
+    if size == 0:
+        problem = "the file is empty"
+    else:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                missing = [name for name in KERAS_MEMBERS if name not in archive.namelist()]
+                if missing:
+                    problem = f"a zip archive without {', '.join(missing)}"
+                else:
+                    bad = archive.testzip()
+                    if bad is not None:
+                        problem = f"{bad} inside it fails its CRC check"
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
+            problem = f"not a whole zip archive, {size:,} bytes: {' '.join(str(exc).split())}"
+    if problem:
+        raise StageError(f"{path}: damaged or not a Keras model file ({problem}); {hint}")
+
+
+def load_model_file(path: Path, hint: str):
+    """The Keras model in a checked model.keras (check_model_file), uncompiled; a file Keras cannot
+    read (damaged inside, or saved by incompatible code) is one StageError naming it."""
+    import keras
+
+    import pipeline.model.architecture  # noqa: F401  (registers the custom layers for loading)
+
+    check_model_file(path, hint)
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise StageError(f"{path}: damaged, or not a model this code can load ({reason[:300]}); {hint}") from None
 
 
 def load_encoder(folder: Path) -> Encoder:

@@ -3,22 +3,33 @@
   python -m pipeline.predict reviews.tsv --text-column document --output predictions.csv
 
 INPUT is CSV, TSV, JSON Lines or plain text (one document per line), told apart by its suffix
-(.csv, .tsv, .jsonl/.json, .txt) or by --format. It is read in batches, so any size streams through in
-bounded memory. The output keeps the input's rows in order with their other columns (ids, labels),
-then adds `predicted` (label name), `proba_<label>` for each class and `empty_text` (true where
-nothing was left to read: an empty or missing text is still given a prediction, from an empty
-sequence). The output is written to a temp file and renamed at the end: an interrupted run leaves
-no half-written file.
+(.csv, .tsv, .jsonl/.ndjson/.json, .txt) or by --format. It is read in batches, so any size streams
+through in bounded memory. The output keeps the input's records in order with their other columns
+(ids, labels), then adds `predicted` (label name), `proba_<label>` for each class and `empty_text`
+(true where nothing was left to read: an empty or missing text is still given a prediction, from
+an empty sequence). One output row per input record, so the output lines up with the input by
+position: in a .txt file or a one-column CSV/TSV a blank line is an empty text and gets its row;
+in a CSV/TSV of several columns a blank line is no record; in JSON Lines blank lines are skipped
+(the summary line counts them). The output's name says its format: .csv, .tsv, .jsonl or .ndjson.
+It is written to a temp file and renamed at the end: an interrupted or failed run leaves no
+half-written file, and a previous output as it was.
+
+Refused with one line `predict: error: ...` and exit code 2, before the model is loaded where the
+input allows: a missing, empty or header-only input, an output that is the input itself (also
+through a link), an unknown output suffix, a bad line (named by its number), a damaged model.
 """
 from __future__ import annotations
 
 import argparse
+import codecs
+import json
 import os
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,8 +44,61 @@ from pipeline.data.readers import DELIMITED, python_encoding  # noqa: E402
 from pipeline.serve.predictor import EMPTY, PREDICTED  # noqa: E402
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")
+OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 DEFAULT_MODEL = Path("models")
 Predict = Callable[[list], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Job:
+    """An input and an output that passed every check that needs no model (`check_job`)."""
+    source: Path
+    target: Path
+    fmt: str                  # the input's: csv, tsv, jsonl, txt
+    out_fmt: str              # the output's: csv, tsv, jsonl
+    text_column: str
+    encoding: str
+    lines: int                # of the input file
+    # pandas.read_csv options beside DELIMITED (a one-column file keeps its blank lines)
+    read_options: dict = field(default_factory=dict)
+
+
+def check_job(source: Path, target: Path, *, text_column: str = "text", fmt: str = "auto",
+              encoding: str = "utf-8") -> Job:
+    """Everything about the input and output that can be refused before the model is loaded."""
+    if not source.is_file():
+        raise DataError(f"{source}: no such file")
+    out_fmt = output_format(target)
+    if target.is_dir():
+        raise DataError(f"{target}: is a folder; --output names the file to write")
+    if same_file(source, target):
+        raise DataError(f"{target}: is the input file itself; writing the predictions there would replace "
+                        "the texts (choose another --output)")
+    if source.stat().st_size == 0:
+        raise DataError(f"{source}: the file is empty")
+    fmt = input_format(source, fmt, text_column, encoding)
+    lines = check_encoding(source, encoding)
+    options = _delimited_options(source, fmt, text_column, encoding) if fmt in ("csv", "tsv") else {}
+    return Job(source, target, fmt, out_fmt, text_column, encoding, lines, options)
+
+
+def output_format(target: Path) -> str:
+    suffix = target.suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        hint = " (JSON Lines is .jsonl)" if suffix == ".json" else ""
+        raise DataError(f"{target}: cannot write {suffix or 'a file without a suffix'}{hint}; name the output "
+                        f"{', '.join(list(OUTPUT_FORMATS)[:-1])} or {list(OUTPUT_FORMATS)[-1]}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def same_file(source: Path, target: Path) -> bool:
+    """Whether target is source, also through a symlink, a hard link or another spelling of the path."""
+    try:
+        if target.exists():
+            return os.path.samefile(source, target)
+    except OSError:
+        pass
+    return source.resolve() == target.resolve()
 
 
 def input_format(path: Path, fmt: str, text_column: str = "text", encoding: str = "utf-8") -> str:
@@ -81,23 +145,98 @@ def check_encoding(path: Path, encoding: str) -> int:
     return lines
 
 
-def read_batches(path: Path, fmt: str, encoding: str, rows: int) -> Iterator[pd.DataFrame]:
-    """The input in DataFrames of at most `rows` rows; every cell a string or missing."""
+def _delimited_options(path: Path, fmt: str, text_column: str, encoding: str) -> dict:
+    """Check the header (the text column is there) and that a data row follows; the read options.
+
+    A file of one column keeps its blank lines: each is an empty text, so the output has a row for
+    every input line and lines up with it by position (pandas would drop them).
+    """
+    columns = list(_read_csv(path, fmt, encoding, {}, nrows=0).columns)
+    if text_column not in columns:
+        raise DataError(_no_text_column(path, text_column, columns))
+    options: dict = {}
+    if len(columns) == 1:
+        options = {"skip_blank_lines": False, "skiprows": _leading_blank_lines(path)}
+    if _read_csv(path, fmt, encoding, options, nrows=1).empty:
+        raise DataError(f"{path}: no data rows, only a header")
+    return options
+
+
+def _read_csv(path: Path, fmt: str, encoding: str, options: dict, **kwargs: Any):
+    try:
+        return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", encoding=python_encoding(encoding),
+                           **DELIMITED, **options, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"{path}: cannot parse as {fmt.upper()}: {' '.join(str(exc).split())}") from None
+
+
+def _leading_blank_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        for n, raw in enumerate(f):
+            if raw.removeprefix(codecs.BOM_UTF8).strip():
+                return n
+    return 0
+
+
+def _no_text_column(path: Path, text_column: str, columns) -> str:
+    return (f"{path}: no text column {text_column!r}; the columns present are: {', '.join(map(str, columns))} "
+            "(choose one with --text-column)")
+
+
+def read_batches(path: Path, fmt: str, encoding: str, rows: int, options: dict | None = None,
+                 stats: Counter | None = None) -> Iterator[pd.DataFrame]:
+    """The input in DataFrames of at most `rows` rows; every delimited cell a string or missing.
+
+    `options`: more pandas.read_csv options for CSV and TSV (Job.read_options); `stats` counts the
+    blank lines JSON Lines skips.
+    """
     enc = python_encoding(encoding)
     try:
         if fmt == "txt":
             yield from _text_lines(path, enc, rows)
         elif fmt == "jsonl":
-            with pd.read_json(path, lines=True, chunksize=rows, dtype=False, encoding=enc) as reader:
-                yield from reader
+            yield from _json_lines(path, enc, rows, Counter() if stats is None else stats)
         else:
-            with pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", chunksize=rows, encoding=enc,
-                             **DELIMITED) as reader:
+            with _read_csv(path, fmt, encoding, options or {}, chunksize=rows) as reader:
                 yield from reader
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
         raise DataError(f"{path}: cannot parse as {fmt.upper()}: {' '.join(str(exc).split())}") from None
+
+
+def _json_lines(path: Path, encoding: str, rows: int, stats: Counter) -> Iterator[pd.DataFrame]:
+    """One JSON object per line; a bad line is named by its number. Blank lines are skipped."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    batch: list[dict] = []
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            line = decoder.decode(raw).rstrip("\r\n")
+            if not line.strip():
+                stats["blank_lines"] += 1
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {number}: not valid JSON: {exc.msg} at column {exc.colno}: "
+                                f"{_clip(line)}") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}: line {number}: not a JSON object: {_clip(line)}")
+            batch.append(record)
+            if len(batch) == rows:
+                yield pd.DataFrame(batch)
+                batch = []
+    if batch:
+        yield pd.DataFrame(batch)
+
+
+def _clip(line: str, width: int = 80) -> str:
+    line = " ".join(line.split())
+    return line if len(line) <= width else line[:width - 3] + "..."
 
 
 def _text_lines(path: Path, encoding: str, rows: int) -> Iterator[pd.DataFrame]:
@@ -147,39 +286,77 @@ def predict_file(source: Path, target: Path, predict: Predict, *, text_column: s
                  fmt: str = "auto", encoding: str = "utf-8", batch_rows: int = 2000, keep_text: bool = False,
                  progress: bool | None = None) -> dict:
     """Stream source through the model into target (atomically); counts and timings."""
+    job = check_job(source, target, text_column=text_column, fmt=fmt, encoding=encoding)
+    return run_job(job, predict, batch_rows=batch_rows, keep_text=keep_text, progress=progress)
+
+
+def run_job(job: Job, predict: Predict, *, batch_rows: int = 2000, keep_text: bool = False,
+            progress: bool | None = None) -> dict:
+    """Stream a checked job through the model into its target (atomically); counts and timings."""
     from tqdm import tqdm
 
     from pipeline.core.atomic import atomic_file
 
-    if not source.is_file():
-        raise DataError(f"{source}: no such file")
-    fmt = input_format(source, fmt, text_column, encoding)
-    out_fmt = {".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(target.suffix.lower(), "csv")
-    lines = check_encoding(source, encoding)
     started = time.perf_counter()
-    counts: Counter = Counter()
-    rows = empty = 0
-    bar = tqdm(total=max(lines - (fmt in ("csv", "tsv")), 0), unit="doc", desc="predict", file=sys.stderr,
-               disable=None if progress is None else not progress)
-    with atomic_file(target) as tmp, tmp.open("w", encoding="utf-8", newline="") as out:
-        for batch in read_batches(source, fmt, encoding, batch_rows):
-            if text_column not in batch.columns:
-                raise DataError(f"{source}: no text column {text_column!r}; the columns present are: "
-                                f"{', '.join(map(str, batch.columns))} (choose one with --text-column)")
-            predictions = predict(batch[text_column].tolist())
-            kept = batch if keep_text else batch.drop(columns=[text_column])
-            # An input column named like an output one (e.g. `predicted`) keeps its values, renamed.
-            kept = kept.rename(columns={c: f"input_{c}" for c in kept.columns if c in predictions.columns})
-            result = pd.concat([kept.reset_index(drop=True), predictions.reset_index(drop=True)], axis=1)
-            _write(result, out, out_fmt, header=rows == 0)
-            rows += len(result)
-            empty += int(predictions[EMPTY].sum())
-            counts.update(predictions[PREDICTED].astype(str))
-            bar.update(len(result))
+    counts: Counter = Counter()    # per predicted label; and "rows", "empty", "blank_lines"
+    bar = tqdm(total=max(job.lines - (job.fmt in ("csv", "tsv")), 0), unit="doc", desc="predict",
+               file=sys.stderr, disable=None if progress is None else not progress)
+    try:
+        with atomic_file(job.target) as tmp, tmp.open("w", encoding="utf-8", newline="") as out:
+            predicted = _stream(job, predict, out, batch_rows, keep_text, counts, bar.update)
+    except BaseException:
+        bar.leave = False   # on a terminal, the error is the one line left
+        bar.close()
+        raise
     bar.close()
     seconds = time.perf_counter() - started
-    return {"rows": rows, "empty": empty, "seconds": seconds, "docs_per_second": rows / seconds if seconds else 0.0,
-            "predicted": dict(sorted(counts.items()))}
+    rows = counts["rows"]
+    return {"rows": rows, "empty": counts["empty"], "blank_lines": counts["blank_lines"], "seconds": seconds,
+            "docs_per_second": rows / seconds if seconds else 0.0, "predicted": dict(sorted(predicted.items()))}
+
+
+def _stream(job: Job, predict: Predict, out, batch_rows: int, keep_text: bool, counts: Counter,
+            advance: Callable[[int], Any]) -> Counter:
+    """Write every batch's predictions to `out`; the counts per predicted label."""
+    source, text_column = job.source, job.text_column
+    predicted: Counter = Counter()
+    columns: list | None = None   # a CSV/TSV output's header, fixed by the first batch
+    for batch in read_batches(source, job.fmt, job.encoding, batch_rows, job.read_options, counts):
+        if text_column not in batch.columns:
+            if job.fmt != "jsonl" or counts["rows"] == 0:
+                raise DataError(_no_text_column(source, text_column, batch.columns))
+            # JSON Lines: a record without the key is an empty text, also in a batch of such records.
+            batch = batch.assign(**{text_column: None})
+        predictions = predict(batch[text_column].tolist())
+        kept = batch if keep_text else batch.drop(columns=[text_column])
+        # An input column named like an output one (e.g. `predicted`) keeps its values, renamed.
+        kept = kept.rename(columns={c: f"input_{c}" for c in kept.columns if c in predictions.columns})
+        result = pd.concat([kept.reset_index(drop=True), predictions.reset_index(drop=True)], axis=1)
+        if job.out_fmt != "jsonl":
+            columns = _same_columns(result, columns, source, counts["rows"], job.out_fmt)
+            result = result.reindex(columns=columns)
+        _write(result, out, job.out_fmt, header=counts["rows"] == 0)
+        counts["rows"] += len(result)
+        counts["empty"] += int(predictions[EMPTY].sum())
+        predicted.update(predictions[PREDICTED].astype(str))
+        advance(len(result))
+    if counts["rows"] == 0:   # raised inside atomic_file: nothing is written
+        nothing = {"jsonl": "no records, only blank lines", "txt": "the file is empty"}
+        raise DataError(f"{source}: {nothing.get(job.fmt, 'no data rows, only a header')}")
+    return predicted
+
+
+def _same_columns(result: pd.DataFrame, columns: list | None, source: Path, rows: int, out_fmt: str) -> list:
+    """A CSV/TSV output has one header: JSON Lines records whose keys first appear after the first
+    batch cannot be written under it (and a key missing from a whole batch is left empty)."""
+    if columns is None:
+        return list(result.columns)
+    extra = [str(c) for c in result.columns if c not in columns]
+    if extra:
+        raise DataError(f"{source}: key(s) {', '.join(extra)} first appear after record {rows:,}, when the "
+                        f"{out_fmt.upper()} header is already written; write .jsonl, or pass a --batch-size "
+                        "above the number of records")
+    return columns
 
 
 def _write(frame: pd.DataFrame, out, fmt: str, header: bool) -> None:
@@ -194,7 +371,8 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", type=Path, help="CSV, TSV, JSONL or text file (one document per line)")
     p.add_argument("--output", "-o", type=Path, required=True,
-                   help="where to write the predictions: .csv (default), .tsv or .jsonl")
+                   help="where to write the predictions; its suffix says the format: .csv, .tsv, "
+                        ".jsonl or .ndjson (not the input file itself)")
     p.add_argument("--text-column", default="text",
                    help="the column that holds the documents (default: %(default)s; NSMC: document)")
     p.add_argument("--model", default=str(DEFAULT_MODEL),
@@ -202,7 +380,7 @@ def parser() -> argparse.ArgumentParser:
                         "an MLflow model folder, runs:/<run_id>/model or models:/<name>/<version|alias>, "
                         "e.g. models:/textclf-nsmc/latest (the store: $MLFLOW_TRACKING_URI, else mlruns/)")
     p.add_argument("--format", choices=("auto", *FORMATS), default="auto",
-                   help="input format (default: from the suffix: .csv, .tsv, .jsonl/.json, .txt)")
+                   help="input format (default: from the suffix: .csv, .tsv, .jsonl/.ndjson/.json, .txt)")
     p.add_argument("--encoding", default="utf-8", help="input encoding (default: %(default)s; e.g. cp949)")
     p.add_argument("--batch-size", type=int, default=2000,
                    help="documents read, analysed and written per batch (default: %(default)s)")
@@ -219,14 +397,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    if not args.input.is_file():
-        raise DataError(f"{args.input}: no such file")
+    job = check_job(args.input, args.output, text_column=args.text_column, fmt=args.format,
+                    encoding=args.encoding)   # before the model: a bad input costs no model loading
     predict = open_model(args.model)
-    summary = predict_file(args.input, args.output, predict, text_column=args.text_column, fmt=args.format,
-                           encoding=args.encoding, batch_rows=args.batch_size, keep_text=args.keep_text)
+    summary = run_job(job, predict, batch_rows=args.batch_size, keep_text=args.keep_text)
     shares = ", ".join(f"{label} {n / max(summary['rows'], 1):.1%}" for label, n in summary["predicted"].items())
-    print(f"predict: {summary['rows']:,} documents ({summary['empty']:,} empty) in {summary['seconds']:.1f} s "
-          f"({summary['docs_per_second']:,.0f} docs/s); predicted {shares} -> {args.output}", file=sys.stderr)
+    blank = summary["blank_lines"]
+    blank = f", {blank:,} blank line{'s' if blank > 1 else ''} skipped" if blank else ""
+    print(f"predict: {summary['rows']:,} documents ({summary['empty']:,} empty{blank}) in "
+          f"{summary['seconds']:.1f} s ({summary['docs_per_second']:,.0f} docs/s); predicted {shares} "
+          f"-> {args.output}", file=sys.stderr)
 
 
 if __name__ == "__main__":

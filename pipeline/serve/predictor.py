@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.model.inference import compiled_forward, predict_proba
-from pipeline.serve.bundle import Encoder, _read_json, check_bundle, load_encoder
+from pipeline.serve.bundle import Encoder, _read_json, check_bundle, load_encoder, load_model_file, rebuild_hint
 
 PREDICTED = "predicted"       # the label name
 EMPTY = "empty_text"          # no tokens after normalisation and filters: predicted from an empty sequence
@@ -39,14 +39,11 @@ class Classifier:
 
     @classmethod
     def load(cls, folder: str | Path, batch_size: int = 512) -> Classifier:
-        import keras
-
-        import pipeline.model.architecture  # noqa: F401  (registers the custom layers for loading)
-
+        """A bundle folder, loaded; a missing or damaged file is one StageError naming it."""
         folder = Path(folder)
         check_bundle(folder)
+        model = load_model_file(folder / "model.keras", rebuild_hint(folder))
         encoder = load_encoder(folder)
-        model = keras.models.load_model(folder / "model.keras", compile=False)
         # TensorFlow leaves millions of long-lived Python objects that every full garbage collection
         # walks again, while tokenizing allocates fast: measured, Okt ran 2x slower after
         # `import tensorflow` (20,000 NSMC reviews: 19.0 s, 7.6 s with the objects frozen).
