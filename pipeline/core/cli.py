@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from pipeline.core.config import Params, load_params
 from pipeline.core.errors import PipelineError
+from pipeline.core.process import sigterm_as_interrupt, watch_owner
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -65,7 +66,8 @@ def run_stage(name: str, body: Callable[[Params, argparse.Namespace], None],
         if resolve is not None:
             params = resolve(params)
         # The run ends (FAILED / KILLED) as the exception leaves it, before the message is printed.
-        with _tracked(name, params, reads, args):
+        # SIGTERM, and a `dvc repro` that goes away, stop the stage as Ctrl-C does (core/process.py).
+        with sigterm_as_interrupt(), watch_owner(name), _tracked(name, params, reads, args):
             body(params, args)
 
     return run_command(name, run, interrupted="previous outputs are left as they were")

@@ -225,11 +225,47 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return check_params(raw, source=str(path))
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, read as DVC reads params.yaml (YAML 1.2, ruamel.yaml):
+
+    - `1e-3` is a number (YAML 1.1 wants `1.0e-3`; without this, PyYAML gives the string "1e-3"
+      while DVC shows the number, and the stage refuses a value DVC accepted);
+    - a key written twice in one mapping is an error (DVC refuses the file; PyYAML keeps the last).
+    """
+
+
+ParamsLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def _mapping_without_duplicates(loader: ParamsLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise _DuplicateKey(f"key {key!r} appears twice in one mapping (line {seen[key] + 1} and line "
+                                f"{key_node.start_mark.line + 1}); keep one")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+ParamsLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def read_yaml(path: Path) -> Any:
     """A YAML file's data; bad YAML is a one-line ParamsError naming the file. A missing file
     raises FileNotFoundError, which each caller words for its own kind of file."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=ParamsLoader)   # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as exc:
+        raise ParamsError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
 

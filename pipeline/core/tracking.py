@@ -11,17 +11,16 @@ import json
 import numbers
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
-from pipeline.core import paths
+from pipeline.core import paths, process
 from pipeline.core.config import Params, to_dict
 from pipeline.core.errors import TrackingError
+from pipeline.core.process import sigterm_as_interrupt
 
 if TYPE_CHECKING:
     import mlflow
@@ -208,33 +207,85 @@ def experiment_tags() -> dict[str, str]:
     return {"pipeline.experiment": name, "dvc.exp_baseline": os.environ.get("DVC_EXP_BASELINE_REV", "")}
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """While the block runs, SIGTERM (DVC, a CI timeout, `kill`) raises KeyboardInterrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield   # handlers can only be installed from the main thread
+HOST_TAG, PID_TAG, STARTED_TAG = "pipeline.host", "pipeline.pid", "pipeline.process_started"
+RESUMES_TAG = "pipeline.resumes_run"   # on a run that continues the work of an interrupted one
+FIRST_CONTACT_SECONDS = 5.0
+
+
+def process_tags() -> dict[str, str]:
+    """Who runs this stage: a later stage run can tell whether a RUNNING run's process is gone."""
+    me = process.identity()
+    return {HOST_TAG: me["host"], PID_TAG: me["pid"], STARTED_TAG: me["started"]}
+
+
+def check_reachable(uri: str) -> None:
+    """Fail in seconds when a tracking server does not answer at all.
+
+    MLflow retries a refused connection 7 times with exponential back-off (over 4 minutes) before
+    it gives up; any HTTP answer (even 401 or 404) means the server is there, and MLflow's own
+    requests take it from here.
+    """
+    if uri.split(":", 1)[0].lower() not in ("http", "https"):
         return
+    import requests
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        yield
-    finally:
-        # None means a handler not installed from Python; the default is the closest we can do.
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        requests.get(uri.rstrip("/") + "/health", timeout=FIRST_CONTACT_SECONDS)
+    except requests.RequestException as exc:
+        reason = type(exc).__name__
+        if isinstance(exc, requests.ConnectionError) and "refused" in str(exc).lower():
+            reason = "connection refused"
+        raise TrackingError(f"MLflow tracking at {uri}: no answer ({reason} within "
+                            f"{FIRST_CONTACT_SECONDS:g} s); start the server or fix $MLFLOW_TRACKING_URI "
+                            "(--no-track runs the stage without it)") from None
+
+
+def close_dead_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of this host whose process is gone; their ids.
+
+    A stage killed outright (kill -9, out of memory, power) cannot end its own run. Its process tags
+    tell a later stage run that nobody will: that run ends it, with nested runs (trials) under it.
+    Runs of other hosts are left alone (their processes cannot be seen from here).
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    running = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                 max_results=1000)
+    dead = {r.info.run_id: r for r in running
+            if r.data.tags.get(HOST_TAG) == process.HOST and r.data.tags.get(PID_TAG, "").isdigit()
+            and not process.alive(int(r.data.tags[PID_TAG]), float(r.data.tags.get(STARTED_TAG) or 0) or None)}
+    orphans = True
+    while orphans:   # nested runs of dead runs, at any depth
+        orphans = {r.info.run_id: r for r in running
+                   if r.info.run_id not in dead and r.data.tags.get("mlflow.parentRunId") in dead}
+        dead.update(orphans)
+    for run_id, run in dead.items():
+        tags = run.data.tags
+        client.set_tag(run_id, "pipeline.error", f"its process ({tags.get(HOST_TAG, 'of its parent run')} pid "
+                       f"{tags.get(PID_TAG, '?')}) ended without ending the run: killed")
+        client.set_terminated(run_id, "KILLED")
+    return sorted(dead)
 
 
 def _start(stage: str, dataset: str, run_name: str, nested: bool) -> mlflow.ActiveRun:
     import mlflow
 
+    uri = tracking_uri()
     try:
-        ensure_experiment(dataset)
+        check_reachable(uri)
+        experiment_id = ensure_experiment(dataset)
+        if not nested:
+            closed = close_dead_runs(experiment_id)
+            if closed:
+                print(f"{stage}: marked {len(closed)} run(s) KILLED whose process is gone: {', '.join(closed)}",
+                      file=sys.stderr)
         return mlflow.start_run(run_name=run_name, nested=nested)
+    except TrackingError:
+        raise
     except Exception as exc:   # any store failure: one line naming the store and the way out
         text = " ".join(str(exc).split())
-        raise TrackingError(f"MLflow tracking at {tracking_uri()} failed: {text} "
+        raise TrackingError(f"MLflow tracking at {uri} failed: {text} "
                             "(--no-track runs the stage without it)") from exc
 
 
@@ -249,10 +300,10 @@ def stage_run(stage: str, params: Params, reads: Sequence[str], dataset: str | N
 
     outer = mlflow.active_run()   # the parent of a nested run, which must stay as it is
     # Installed before the run starts, so a SIGTERM at any point after that finds the handler.
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         try:
             run = _start(stage, dataset or params.dataset.name, run_name or stage, nested)
-            mlflow.set_tags(run_tags(stage))
+            mlflow.set_tags({**run_tags(stage), **process_tags()})
             mlflow.log_params(flat_params(params, reads))
             yield run
         except KeyboardInterrupt:

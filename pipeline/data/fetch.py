@@ -120,11 +120,15 @@ def file_digests(path: Path, algos: Iterable[str] = ("sha256",)) -> dict[str, st
 
 
 def _mismatch_message(label: str, where: str, algo: str, expected: str, actual: str) -> str:
-    return (
-        f"checksum mismatch for {label} ({where}): expected {algo}:{expected}, got {algo}:{actual}. "
-        "The file is complete but is not the pinned one: the source serves a different file "
-        "(a modified or rebuilt copy: use it as your own data with dataset.name: table)."
-    )
+    if label.startswith("table/"):
+        # The user's own file, pinned by dataset.table.sha256: the pin, not the dataset, is at issue.
+        advice = (f"If this file is the one you mean, set dataset.table.sha256 to {actual} "
+                  "(or clear it to take the file unpinned).")
+    else:
+        advice = ("The source serves a different file (a modified or rebuilt copy: use it as your own "
+                  "data with dataset.name: table).")
+    return (f"checksum mismatch for {label} ({where}): expected {algo}:{expected}, got {algo}:{actual}. "
+            f"The file is complete but is not the pinned one. {advice}")
 
 
 def verify(path: Path, checksum: str, *, label: str) -> str:

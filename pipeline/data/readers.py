@@ -47,7 +47,7 @@ def read_seoul120(files: dict[str, Path]) -> pd.DataFrame:
     path = files["seoul-120-text.csv"]
     table = _read_delimited(path, sep=",", encoding="utf-8")
     _require_columns(table, ["번호", "분류", "제목", "내용"], path)
-    return _documents(table, ["제목", "내용"], "분류", "번호", split="")
+    return _documents(table, ["제목", "내용"], "분류", "번호", split="", path=path)
 
 
 def read_nsmc(files: dict[str, Path]) -> pd.DataFrame:
@@ -56,7 +56,7 @@ def read_nsmc(files: dict[str, Path]) -> pd.DataFrame:
         if name in files:
             table = _read_delimited(files[name], sep="\t", encoding="utf-8")
             _require_columns(table, ["id", "document", "label"], files[name])
-            parts.append(_documents(table, ["document"], "label", "id", split=split))
+            parts.append(_documents(table, ["document"], "label", "id", split=split, path=files[name]))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -113,7 +113,7 @@ def read_table(path: Path, source: TableSource) -> pd.DataFrame:
     needed = [*source.text_columns, source.label_column] + ([source.id_column] if source.id_column else [])
     _require_columns(table, needed, path)
     return _documents(table, list(source.text_columns), source.label_column, source.id_column or None,
-                      split="")
+                      split="", path=path)
 
 
 def _guess_format(path: Path) -> str:
@@ -165,8 +165,37 @@ def _require_columns(table: pd.DataFrame, needed: list[str], path: Path) -> None
                         f"{', '.join(map(str, table.columns))}")
 
 
+# Where each built-in dataset keeps its labels, for messages about rows without one.
+LABEL_COLUMNS = {"seoul120": "분류", "nsmc": "label", "imdb": "the pos/neg folder", "reuters": "y"}
+
+
+def label_column(dataset: DatasetParams) -> str:
+    return dataset.table.label_column if dataset.name == "table" else LABEL_COLUMNS.get(dataset.name, "label")
+
+
+def _require_text(table: pd.DataFrame, column: str, path: Path | None) -> None:
+    """A text column must hold text: numbers would become "0.5"-like tokens no one meant.
+
+    Parquet and JSON keep types, so a column of numbers (or a mix) arrives as numbers; CSV and TSV
+    are read as strings. Missing cells are fine (an empty text).
+    """
+    values = table[column]
+    where = f"{path}: " if path else ""
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        raise DataError(f"{where}text column {column!r} holds {values.dtype}, not text; point "
+                        "dataset.table.text_columns at a text column, or write this one as strings")
+    odd = values.map(lambda v: v is not None and not isinstance(v, str) and not (isinstance(v, float) and v != v))
+    if odd.any():
+        row = int(np.flatnonzero(odd.to_numpy())[0])
+        value = values.iloc[row]
+        raise DataError(f"{where}row {row + 1}: text column {column!r} holds {type(value).__name__} "
+                        f"{value!r}, not text; write the column as strings")
+
+
 def _documents(table: pd.DataFrame, text_columns: list[str], label_column: str,
-               id_column: str | None, split: str) -> pd.DataFrame:
+               id_column: str | None, split: str, path: Path | None = None) -> pd.DataFrame:
+    for column in text_columns:
+        _require_text(table, column, path)
     texts = table[text_columns[0]].fillna("").astype(str)
     for col in text_columns[1:]:
         texts = texts + " " + table[col].fillna("").astype(str)

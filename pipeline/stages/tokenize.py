@@ -20,7 +20,7 @@ from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.config import Params, to_dict
 from pipeline.core.errors import DataError
 from pipeline.data.readers import load_documents
-from pipeline.text.documents import preprocess_spec, tokenize_documents, write_tokens
+from pipeline.text.documents import dropped_summary, preprocess_spec, tokenize_documents, write_tokens
 from pipeline.text.tokenizer import load_stopwords
 
 READS = ("dataset.name", "dataset.classes", "dataset.table.format", "dataset.table.text_columns",
@@ -35,9 +35,9 @@ def _body(params: Params, args) -> None:
     cache_path = None if args.no_cache else paths.cache_dir() / "tokenize" / "analysis.sqlite"
     table, stats = tokenize_documents(docs, params.dataset, cfg, cache_path, stopwords)
     if table.empty:
-        raise DataError(f"{paths.RAW_DIR}: no documents left after dropping empty texts "
-                        f"({stats['dropped_empty_text']}) and filtering; check dataset.classes "
-                        "and tokenize.clean_pattern / pos filters")
+        raise DataError(f"{paths.RAW_DIR}: no documents left of {stats['rows_read']:,} ("
+                        f"{dropped_summary(stats, params.dataset)}); check dataset.classes and "
+                        "tokenize.clean_pattern / pos filters")
     stats["seconds"]["total"] = round(time.perf_counter() - t0, 3)
     stats["params"] = {"dataset": to_dict(params.dataset), "tokenize": to_dict(cfg)}
     kept = docs[docs["label"].isin(params.dataset.classes)] if params.dataset.classes else docs
@@ -50,8 +50,8 @@ def _body(params: Params, args) -> None:
         tracking.log_files([paths.TOKENIZE_STATS], "tokenize")
     unit = "distinct words" if stats["analysis_unit"] == "word" else "texts"
     print(f"tokenize: {stats['documents']:,} documents ({stats['unique_texts']:,} unique texts; "
-          f"{stats['analysed']:,} {unit} analysed, {stats['cache_hits']:,} from cache); dropped "
-          f"{stats['dropped_empty_text']} empty; median {stats['length'].get('p50')} tokens -> "
+          f"{stats['analysed']:,} {unit} analysed, {stats['cache_hits']:,} from cache); "
+          f"{dropped_summary(stats, params.dataset)}; median {stats['length'].get('p50')} tokens -> "
           f"{paths.TOKENS}")
 
 

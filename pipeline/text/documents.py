@@ -12,6 +12,7 @@ import pandas as pd
 from pipeline.core.atomic import atomic_file
 from pipeline.core.config import DatasetParams, TokenizeParams, to_dict
 from pipeline.core.errors import DataError
+from pipeline.data.readers import label_column
 from pipeline.data.sequences import length_percentiles
 from pipeline.text.tokenizer import analyzer_spec, tokenize_texts
 
@@ -37,6 +38,9 @@ def tokenize_documents(docs: pd.DataFrame, dataset: DatasetParams, cfg: Tokenize
     counts = {"rows_read": len(docs)}
     no_label = docs["label"].isna() | (docs["label"].astype(str).str.strip() == "")
     counts["dropped_missing_label"] = int(no_label.sum())
+    if len(docs) and no_label.all():
+        raise DataError(f"no row has a label: all {len(docs):,} rows read have an empty label column "
+                        f"({label_column(dataset)!r}); check dataset.table.label_column")
     docs = docs[~no_label]
     kept = select_classes(docs, dataset.classes)
     counts["dropped_by_class_filter"] = len(docs) - len(kept)
@@ -68,6 +72,18 @@ def tokenize_documents(docs: pd.DataFrame, dataset: DatasetParams, cfg: Tokenize
         "seconds": report.seconds,
     }
     return out, stats
+
+
+def dropped_summary(stats: dict, dataset: DatasetParams) -> str:
+    """What was dropped and why, for the console: "dropped 3 without a label ('분류'), 1 empty"."""
+    parts = [f"{stats['dropped_missing_label']:,} without a label ({label_column(dataset)!r})"
+             if stats["dropped_missing_label"] else "",
+             f"{stats['dropped_by_class_filter']:,} outside dataset.classes"
+             if stats["dropped_by_class_filter"] else "",
+             f"{stats['dropped_empty_text']:,} empty",
+             f"{stats['dropped_no_tokens_after_filters']:,} with no tokens left after the filters"
+             if stats["dropped_no_tokens_after_filters"] else ""]
+    return "dropped " + ", ".join(p for p in parts if p)
 
 
 def preprocess_spec(cfg: TokenizeParams, stopwords: frozenset[str], docs: pd.DataFrame) -> dict:

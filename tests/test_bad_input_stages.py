@@ -1,0 +1,175 @@
+"""The bad-input catalogue, stage side: each input a probe once got wrong, with what it must give.
+
+Every case runs the real stage `main()` in a scratch folder (tmp_path as the repo root) on a tiny
+table dataset, and checks the exit code, the one line on stderr and what was (not) written.
+The serving and predict sides are in test_bad_input_serving.py and test_bad_input_predict.py;
+faults that need processes (killed stages, `dvc repro` stopped by its PID) in test_faults.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import pytest
+import yaml
+
+from helpers import REPO
+from helpers.project import tiny_params
+
+QUESTIONS = ["주민등록 등본 발급", "여권 재발급 신청", "소상공인 대출 지원", "세금 납부 기한", "기초 연금 신청",
+             "아동 수당 지급"]
+
+
+def table_params(source: str, **table) -> dict:
+    """The tiny project's params on a local table, tokenized on whitespace (no JVM to start)."""
+    params = tiny_params()
+    params["dataset"]["table"].update({"source": source, "text_columns": ["text"], "label_column": "label",
+                                       "id_column": "", "format": "auto", "sha256": "", **table})
+    params["tokenize"].update(analyzer="whitespace", pos_drop=[], pos_keep=[])
+    return params
+
+
+def frame(n: int = 24, labels: Callable[[int], object] = lambda i: "ab"[i % 2], text=None) -> pd.DataFrame:
+    return pd.DataFrame({"text": [text(i) if text else f"{QUESTIONS[i % 6]} {i}" for i in range(n)],
+                         "label": [labels(i) for i in range(n)]})
+
+
+def write_csv(df: pd.DataFrame) -> Callable[[Path], str]:
+    def write(root: Path) -> str:
+        df.to_csv(root / "table.csv", index=False)
+        return "table.csv"
+    return write
+
+
+@dataclass
+class Case:
+    """Write the input, run the stages in order; the last one must give `code` and say `says`."""
+    id: str
+    write: Callable[[Path], str]           # writes the data file, returns dataset.table.source
+    stages: tuple[str, ...]
+    code: int
+    says: str
+    table: dict = field(default_factory=dict)
+    params_text: Callable[[str], str] | None = None   # rewrites params.yaml's text (YAML-level cases)
+
+
+def half_unlabelled(root: Path) -> str:
+    return write_csv(frame(labels=lambda i: "ab"[i % 2] if i % 4 else ""))(root)
+
+
+def parquet_float_text(root: Path) -> str:
+    frame(text=lambda i: i / 3).to_parquet(root / "table.parquet")
+    return "table.parquet"
+
+
+def jsonl_number_in_text(root: Path) -> str:
+    df = frame().astype(object)
+    df.loc[1, "text"] = 123
+    df.to_json(root / "table.jsonl", orient="records", lines=True, force_ascii=False)
+    return "table.jsonl"
+
+
+CASES = [
+    # Item 6: rows without a label are counted and said, and naming the column when all lack one.
+    Case("half-the-labels-empty", half_unlabelled, ("download", "tokenize"), 0,
+         "dropped 6 without a label ('label')"),
+    Case("no-label-at-all", write_csv(frame(labels=lambda i: "")), ("download", "tokenize"), 2,
+         "no row has a label: all 24 rows read have an empty label column ('label')"),
+    # Item 7: a text column that is not text is refused, naming column and dtype (or row and type).
+    Case("parquet-float-text", parquet_float_text, ("download", "tokenize"), 2,
+         "table.parquet: text column 'text' holds float64, not text"),
+    Case("jsonl-number-in-text", jsonl_number_in_text, ("download", "tokenize"), 2,
+         "table.jsonl: row 2: text column 'text' holds int 123, not text"),
+    # The sha256 advice fits a table: update or clear the pin (not "use dataset.name: table").
+    Case("table-sha256-pins-another-file", write_csv(frame()), ("download",), 2,
+         "set dataset.table.sha256 to", table={"sha256": "0" * 64}),
+    # params.yaml read as DVC reads it: 1e-3 is a number, a key twice is an error.
+    Case("learning-rate-1e-3", write_csv(frame()), ("download",), 0, "",
+         params_text=lambda text: text.replace("learning_rate: 0.0005", "learning_rate: 1e-3")),
+    Case("duplicate-key", write_csv(frame()), ("download",), 2,
+         "params.yaml: key 'epochs' appears twice in one mapping",
+         params_text=lambda text: text.replace("  epochs: 2\n", "  epochs: 2\n  epochs: 3\n")),
+]
+
+
+def run_stage(name: str) -> int:
+    import importlib
+
+    return importlib.import_module(f"pipeline.stages.{name}").main(["--no-track"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_catalogue(case: Case, in_tmp: Path, capsys, monkeypatch):
+    monkeypatch.delenv("PIPELINE_DATA_MIRROR", raising=False)
+    source = case.write(in_tmp)
+    text = yaml.safe_dump(table_params(source, **case.table), allow_unicode=True, sort_keys=False)
+    if case.params_text:
+        changed = case.params_text(text)
+        assert changed != text, "the case's edit must change params.yaml"
+        text = changed
+    (in_tmp / "params.yaml").write_text(text, encoding="utf-8")
+    for stage in case.stages[:-1]:
+        assert run_stage(stage) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    code = run_stage(case.stages[-1])
+    captured = capsys.readouterr()
+    err = captured.err
+    assert code == case.code, err
+    assert case.says in captured.out + err
+    if case.code == 2:
+        assert len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"{case.stages[-1]}: error: ")
+
+
+def test_learning_rate_written_1e_3_is_the_number(tmp_path):
+    from pipeline.core.config import load_params
+
+    text = (REPO / "params.yaml").read_text(encoding="utf-8").replace("learning_rate: 0.0005", "learning_rate: 1e-3")
+    (tmp_path / "params.yaml").write_text(text, encoding="utf-8")
+    assert load_params(tmp_path / "params.yaml").train.learning_rate == pytest.approx(1e-3)
+
+
+def test_a_refused_tracking_server_fails_in_seconds(in_tmp, capsys, monkeypatch):
+    """MLflow's own retries took 4 min 10 s to give up on a closed port."""
+    with socket.socket() as s:   # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump(table_params(write_csv(frame())(in_tmp))),
+                                        encoding="utf-8")
+    from pipeline.stages.download import main
+
+    started = time.monotonic()
+    code = main([])
+    seconds = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"MLflow tracking at http://127.0.0.1:{port}: no answer (connection refused" in err
+    assert seconds < 30, f"took {seconds:.0f} s"
+    assert not (in_tmp / "data" / "raw").exists()
+
+
+@pytest.mark.parametrize("module", ["pipeline.stages.download", "pipeline.train", "pipeline.predict",
+                                    "pipeline.experiments"])
+def test_the_wrong_python_says_what_to_activate(module, tmp_path):
+    """`.venv/bin/dvc repro` without the venv on PATH runs the stages with another Python: here the
+    venv's own Python with its site-packages turned off (-S), which has none of the packages."""
+    done = subprocess.run([sys.executable, "-S", "-m", module, "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "DVC_STAGE": "train",
+                                                      "DVC_ROOT": str(REPO)})
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("stage train: error: ") and "lacks the project's packages (" in lines[0]
+    assert "tqdm" in lines[0] and "activate" in lines[0]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
