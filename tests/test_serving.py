@@ -59,14 +59,20 @@ def test_raw_text_goes_through_exactly_the_training_preprocessing(repro_project)
 
 def test_the_registered_model_is_the_runs_pyfunc_with_a_text_signature(repro_project):
     import mlflow
-    from mlflow.models import get_model_info
+    from mlflow.models import Model, get_model_info
 
     record = repro_project.read_json("models/run.json")
     assert record["registered_model"] == "textclf-table" and record["model_version"] == 1
     mlflow.set_tracking_uri(repro_project.tracking_uri)   # conftest resets it after the test
     info = get_model_info(MODEL_URI)
     assert info.run_id == record["run_id"] and "python_function" in info.flavors
-    assert info.signature.inputs.to_dict() == [{"type": "string", "required": True}]
+    # No input schema (issue 14): MLflow takes an unnamed column by position, the id of [id, text],
+    # and casts its values to strings, while a named one drops a bare list; pyfunc.py checks the input
+    # itself. What the model takes is shown by its input example: a `text` column of raw texts.
+    assert info.signature.inputs is None
+    example = Model.load(MODEL_URI).load_input_example(MODEL_URI)
+    assert list(example.columns) == ["text"] and len(example) == len(TOPICS)
+    assert all(isinstance(text, str) and text.strip() for text in example["text"])
     labels = repro_project.read_json("models/labels.json")
     outputs = [c["name"] for c in info.signature.outputs.to_dict()]
     assert outputs == ["predicted", *(f"proba_{label}" for label in labels), "empty_text"]

@@ -6,9 +6,19 @@ the preprocessing the model was trained with. The bundle travels as the model's 
 serving layers of the `pipeline` package as its code (SERVING_CODE: no stages, tuning or experiments),
 so loading needs this project's requirements, not its checkout.
 
-Input: one column of strings, as a list of strings or a DataFrame (its `text` column, else its
-only column). MLflow enforces the signature by position for an unnamed column, which is what lets a
-bare list through; a DataFrame with other columns beside `text` must be cut to `df[["text"]]`.
+Input: strings, as a list (or a numpy array, a Series, one string) or as a DataFrame, whose `text`
+column is taken by name whatever other columns it has, else its only column; a dict of columns is
+read like a DataFrame. None and NaN are an empty text. Anything else is refused with an
+MlflowException (INVALID_PARAMETER_VALUE: HTTP 400 from `mlflow models serve`) that names the
+problem: a DataFrame with neither a `text` column nor exactly one column, or an input that is not a
+string ("input 0 is int 123, not a string").
+The signature declares no input schema, only the outputs: MLflow enforces an input schema before
+`predict` sees the data, and none fits. An unnamed column is taken by position (the first column of
+`[id, text]`, which was issue 14) and its values are cast to strings (123, true and null became
+"123", "True" and "None"); a named `text` column turns a bare list into a column named 0 that it
+drops. The input example (a `text` column of raw training texts) shows the input instead.
+One gap is the scoring server's: it makes `{"inputs": [...]}` a numpy array first, and numpy turns a
+list mixing strings with numbers or booleans (["ok", 5]) into strings before the model sees it.
 Output: `predicted` (label name), `proba_<label>` per class, `empty_text` (no tokens were left).
 """
 from __future__ import annotations
@@ -22,7 +32,10 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import mlflow
+import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from pipeline.serve.bundle import BUNDLE_FILES
 from pipeline.serve.predictor import EMPTY, PREDICTED, Classifier, proba_column
@@ -37,17 +50,80 @@ SERVING_CODE = ("core", "data", "text", "model", "serve")
 ANALYZER_REQUIREMENTS = {"mecab": ("python-mecab-ko", "python-mecab-ko-dic")}
 
 
-def input_texts(model_input: Any) -> list[Any]:
-    """The documents of any accepted input, in order."""
+def input_texts(model_input: Any) -> list[str]:
+    """The documents of any accepted input, in order, as strings ("" for None and NaN).
+
+    Raises MlflowException (INVALID_PARAMETER_VALUE, which the scoring server answers with a 400
+    and the message) for a frame with neither a `text` column nor exactly one column, and for
+    values that are not strings, naming their positions.
+    """
+    values = _documents(model_input)
+    texts, bad = [], []
+    for position, value in enumerate(values):
+        if isinstance(value, str):
+            texts.append(str(value))   # np.str_ too, as a plain str
+        elif _is_null(value):
+            texts.append("")
+        else:
+            texts.append("")
+            bad.append(position)
+    if bad:
+        shown = "; ".join(f"input {i} is {_describe(values[i])}, not a string" for i in bad[:3])
+        more = f" ({len(bad)} inputs are not strings)" if len(bad) > 3 else ""
+        raise _invalid(f"{shown}{more}. Send text as strings (null for a missing text).")
+    return texts
+
+
+def _documents(model_input: Any) -> list[Any]:
+    """The values of the text column, or of the list, unchecked."""
     if isinstance(model_input, pd.DataFrame):
-        if TEXT_COLUMN in model_input.columns:
-            return model_input[TEXT_COLUMN].tolist()
-        if model_input.shape[1] == 1:
-            return model_input.iloc[:, 0].tolist()
-        raise ValueError(f"expected a {TEXT_COLUMN!r} column; got {', '.join(map(str, model_input.columns))}")
-    if isinstance(model_input, str):
-        return [model_input]
-    return list(model_input)
+        return _column(model_input.columns.tolist(), lambda name: model_input[name].tolist(),
+                       len(model_input.columns))
+    if isinstance(model_input, dict):   # {"inputs": {"text": [...]}} and in-process dicts of columns
+        return _column(list(model_input), lambda name: _listed(model_input[name]), len(model_input))
+    return _listed(model_input)
+
+
+def _column(names: list[Any], values, count: int) -> list[Any]:
+    matches = [name for name in names if name == TEXT_COLUMN]
+    if len(matches) == 1:
+        return values(TEXT_COLUMN)
+    if len(matches) > 1:
+        raise _invalid(f"{len(matches)} columns are named {TEXT_COLUMN!r}; send one")
+    if count == 1:
+        return values(names[0])
+    present = ", ".join(map(str, names)) if names else "none"
+    raise _invalid(f"expected a {TEXT_COLUMN!r} column, or exactly one column; got {count} columns: {present}")
+
+
+def _listed(value: Any) -> list[Any]:
+    """A list of documents from a list, tuple, Series, numpy array (rows of a 2-D one are lists)
+    or a single value (one document)."""
+    if isinstance(value, (np.ndarray, pd.Series, pd.Index)):
+        listed = value.tolist()   # numpy scalars become Python ones; a 0-d array one value
+        return listed if isinstance(listed, list) else [listed]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]   # one string, None, or a value refused as one document
+
+
+def _is_null(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{type(value).__name__} {shown}"
+
+
+def _invalid(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 class TextClassifierModel(mlflow.pyfunc.PythonModel):
@@ -55,9 +131,10 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
         self.classifier = Classifier.load(context.artifacts[ARTIFACT])
         self.classifier.warm_up()   # the JVM starts with the server, not on its first request
 
-    # Annotated DataFrame, which MLflow accepts beside an explicit signature (what it passes after
-    # enforcing the signature); without a hint it warns on every import, with list[...] it would
-    # build a schema of its own from the hint.
+    # Annotated DataFrame only because MLflow then neither warns nor builds a schema of its own from
+    # the hint (as it would from list[...]). With no input schema nothing converts the input: it is
+    # whatever the caller passed, or what the scoring server parsed (a DataFrame from
+    # dataframe_records / dataframe_split, a numpy array or a dict of arrays from `inputs`).
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         return self.classifier.predict(input_texts(model_input))
 
@@ -68,7 +145,8 @@ def signature(labels: Sequence[str]):
 
     outputs = [ColSpec("string", PREDICTED), *(ColSpec("double", proba_column(label)) for label in labels),
                ColSpec("boolean", EMPTY)]
-    return ModelSignature(inputs=Schema([ColSpec("string")]), outputs=Schema(outputs))
+    # No input schema: see the module docstring for why none fits; input_texts checks the input.
+    return ModelSignature(inputs=None, outputs=Schema(outputs))
 
 
 def requirements(analyzer: str) -> list[str]:
