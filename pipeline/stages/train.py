@@ -106,9 +106,21 @@ def _body(params: Params, args) -> None:
         if active and chief:
             mlflow.log_metrics({k: v for k, v in row.items() if "/" in k}, step=epoch + 1)
 
+    # The run that trained into this backup: a run that resumes it says which one it continues.
+    run_file = backup / "mlflow_run_id"
+    previous = run_file.read_text(encoding="utf-8").strip() if run_file.is_file() else ""
+    if active and chief:
+        run_file.write_text(active.info.run_id, encoding="utf-8")
     result = fit(data, cfg, strategy, backup_dir=backup, on_epoch_end=log_epoch)
     if result.resumed_from_epoch:
         print(f"train: resumed after epoch {result.resumed_from_epoch} from {backup}", file=sys.stderr)
+        if active and chief:
+            from pipeline.core.tracking import RESUMES_TAG
+
+            mlflow.set_tags({"train.resumed_from_epoch": str(result.resumed_from_epoch),
+                             **({RESUMES_TAG: previous} if previous else {})})
+            for epoch, row in enumerate(result.history[:result.resumed_from_epoch]):
+                log_epoch(epoch, row)   # the whole learning curve in this run, not only its tail
     if not chief:
         return
     best = result.history[result.best_epoch - 1]
