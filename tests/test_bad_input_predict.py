@@ -137,6 +137,11 @@ def jsonl_array_on_line_3(tmp, model):   # pandas raised a TypeError: a tracebac
     return ["in.jsonl", "-o", "out.jsonl"]
 
 
+def jsonl_number_as_text_on_line_2(tmp, model):   # the bundle read it as the word "5"
+    write(tmp / "in.jsonl", '{"text": "w3"}\n{"text": 5}\n')
+    return ["in.jsonl", "-o", "out.csv"]
+
+
 def jsonl_key_appears_after_the_csv_header(tmp, model):
     write(tmp / "in.jsonl", '{"text": "w3"}\n{"text": "w4", "id": 7}\n')
     return ["in.jsonl", "-o", "out.csv", "--batch-size", "1"]
@@ -267,6 +272,8 @@ CASES = [
                  id="jsonl-bad-line-number"),
     pytest.param(jsonl_trailing_comma_on_line_3, r"^in\.jsonl: line 3: not valid JSON: ", id="jsonl-trailing-comma"),
     pytest.param(jsonl_array_on_line_3, r"^in\.jsonl: line 3: not a JSON object: \[1, 2\]$", id="jsonl-not-object"),
+    pytest.param(jsonl_number_as_text_on_line_2, r"^in\.jsonl: line 2: 'text' is int 5, not a string$",
+                 id="jsonl-number-as-text"),
     pytest.param(jsonl_key_appears_after_the_csv_header,
                  r"^in\.jsonl: key\(s\) id first appear after record 1, when the CSV header is already written",
                  id="jsonl-late-key-csv-output"),

@@ -186,18 +186,18 @@ def _no_text_column(path: Path, text_column: str, columns) -> str:
 
 
 def read_batches(path: Path, fmt: str, encoding: str, rows: int, options: dict | None = None,
-                 stats: Counter | None = None) -> Iterator[pd.DataFrame]:
+                 stats: Counter | None = None, text_column: str = "text") -> Iterator[pd.DataFrame]:
     """The input in DataFrames of at most `rows` rows; every delimited cell a string or missing.
 
     `options`: more pandas.read_csv options for CSV and TSV (Job.read_options); `stats` counts the
-    blank lines JSON Lines skips.
+    blank lines JSON Lines skips; a JSON Lines `text_column` value must be a string or null.
     """
     enc = python_encoding(encoding)
     try:
         if fmt == "txt":
             yield from _text_lines(path, enc, rows)
         elif fmt == "jsonl":
-            yield from _json_lines(path, enc, rows, Counter() if stats is None else stats)
+            yield from _json_lines(path, enc, rows, Counter() if stats is None else stats, text_column)
         else:
             with _read_csv(path, fmt, encoding, options or {}, chunksize=rows) as reader:
                 yield from reader
@@ -209,8 +209,13 @@ def read_batches(path: Path, fmt: str, encoding: str, rows: int, options: dict |
         raise DataError(f"{path}: cannot parse as {fmt.upper()}: {' '.join(str(exc).split())}") from None
 
 
-def _json_lines(path: Path, encoding: str, rows: int, stats: Counter) -> Iterator[pd.DataFrame]:
-    """One JSON object per line; a bad line is named by its number. Blank lines are skipped."""
+def _json_lines(path: Path, encoding: str, rows: int, stats: Counter,
+                text_column: str = "text") -> Iterator[pd.DataFrame]:
+    """One JSON object per line; a bad line is named by its number. Blank lines are skipped.
+
+    The text must be a string (or null: an empty text), as the served model requires: a number
+    would otherwise be read as the word "5".
+    """
     decoder = codecs.getincrementaldecoder(encoding)()
     batch: list[dict] = []
     with path.open("rb") as f:
@@ -226,6 +231,10 @@ def _json_lines(path: Path, encoding: str, rows: int, stats: Counter) -> Iterato
                                 f"{_clip(line)}") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}: line {number}: not a JSON object: {_clip(line)}")
+            text = record.get(text_column)
+            if text is not None and not isinstance(text, str):
+                raise DataError(f"{path}: line {number}: {text_column!r} is {type(text).__name__} "
+                                f"{_clip(json.dumps(text, ensure_ascii=False), 40)}, not a string")
             batch.append(record)
             if len(batch) == rows:
                 yield pd.DataFrame(batch)
@@ -321,7 +330,7 @@ def _stream(job: Job, predict: Predict, out, batch_rows: int, keep_text: bool, c
     source, text_column = job.source, job.text_column
     predicted: Counter = Counter()
     columns: list | None = None   # a CSV/TSV output's header, fixed by the first batch
-    for batch in read_batches(source, job.fmt, job.encoding, batch_rows, job.read_options, counts):
+    for batch in read_batches(source, job.fmt, job.encoding, batch_rows, job.read_options, counts, text_column):
         if text_column not in batch.columns:
             if job.fmt != "jsonl" or counts["rows"] == 0:
                 raise DataError(_no_text_column(source, text_column, batch.columns))
