@@ -173,3 +173,23 @@ def test_the_wrong_python_says_what_to_activate(module, tmp_path):
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_damaged_model_keras_is_one_line_naming_it_and_the_way_back(in_tmp, tiny_bundle, tiny_prepared, capsys):
+    """truncate -s 1000 models/model.keras: Keras says `ValueError: File not found` (a traceback)."""
+    import shutil
+
+    from pipeline.stages.evaluate import main
+
+    shutil.copytree(tiny_prepared, in_tmp / "data" / "prepared")
+    shutil.copytree(tiny_bundle, in_tmp / "models")
+    (in_tmp / "params.yaml").write_text((REPO / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    with (in_tmp / "models" / "model.keras").open("r+b") as f:
+        f.truncate(1000)
+    before = sorted(p.name for p in in_tmp.rglob("*"))
+    assert main(["--no-track"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("evaluate: error: models/model.keras: damaged or not a Keras model file (not a whole "
+                           "zip archive, 1,000 bytes: File is not a zip file); rebuild it with `dvc repro "
+                           "train` or `dvc checkout models`"), err
+    assert sorted(p.name for p in in_tmp.rglob("*")) == before, "evaluate wrote nothing"

@@ -10,6 +10,7 @@ from pipeline.core.atomic import atomic_file, write_png
 from pipeline.core.errors import StageError
 from pipeline.core.plotting import hangul_font
 from pipeline.data.sequences import shorten
+from pipeline.model.files import load_model_file
 from pipeline.model.inference import predict_proba
 
 
@@ -85,13 +86,10 @@ def _trained_maxlen(model_dir: Path) -> int:
 
 
 def evaluate(model_dir: Path, prepared_dir: Path, batch_size: int) -> tuple[dict, np.ndarray, np.ndarray, list[str]]:
-    import keras
-
-    import pipeline.model.architecture  # noqa: F401  (registers the custom layers for loading)
-
     if not (model_dir / "model.keras").is_file():
         raise StageError(f"{model_dir}/model.keras: missing; run the train stage first (dvc repro train)")
-    model = keras.models.load_model(model_dir / "model.keras")
+    model = load_model_file(model_dir / "model.keras",
+                            "rebuild it with `dvc repro train` or `dvc checkout models`")
     labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
     prep = json.loads((prepared_dir / "params.json").read_text(encoding="utf-8"))["prepare"]
     with np.load(prepared_dir / "test.npz") as test:

@@ -15,7 +15,6 @@ import json
 import math
 import shutil
 import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,7 +29,6 @@ from pipeline.text.tokenizer import MemoryCache, analyzer_spec, tokenize_texts
 
 BUNDLE_FILES = ("model.keras", "vocab.json", "labels.json", "params.json", "preprocess.json")
 # A .keras file is a zip archive of these (and metadata.json).
-KERAS_MEMBERS = ("config.json", "model.weights.h5")
 
 
 def as_text(value: Any) -> str:
@@ -95,44 +93,6 @@ def check_bundle(folder: Path) -> None:
     if missing:
         raise StageError(f"{folder}: not a model bundle, {', '.join(missing)} missing (a bundle is what "
                          "the train stage writes to models/)")
-
-
-def check_model_file(path: Path, hint: str) -> None:
-    """model.keras as Keras saves it: a zip archive with the model's config and weights, every member
-    whole (its CRC checked). Keras itself reports a truncated or foreign file as `File not found`."""
-    problem = ""
-    size = path.stat().st_size
-    if size == 0:
-        problem = "the file is empty"
-    else:
-        try:
-            with zipfile.ZipFile(path) as archive:
-                missing = [name for name in KERAS_MEMBERS if name not in archive.namelist()]
-                if missing:
-                    problem = f"a zip archive without {', '.join(missing)}"
-                else:
-                    bad = archive.testzip()
-                    if bad is not None:
-                        problem = f"{bad} inside it fails its CRC check"
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
-            problem = f"not a whole zip archive, {size:,} bytes: {' '.join(str(exc).split())}"
-    if problem:
-        raise StageError(f"{path}: damaged or not a Keras model file ({problem}); {hint}")
-
-
-def load_model_file(path: Path, hint: str):
-    """The Keras model in a checked model.keras (check_model_file), uncompiled; a file Keras cannot
-    read (damaged inside, or saved by incompatible code) is one StageError naming it."""
-    import keras
-
-    import pipeline.model.architecture  # noqa: F401  (registers the custom layers for loading)
-
-    check_model_file(path, hint)
-    try:
-        return keras.models.load_model(path, compile=False)
-    except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise StageError(f"{path}: damaged, or not a model this code can load ({reason[:300]}); {hint}") from None
 
 
 def load_encoder(folder: Path) -> Encoder:

@@ -11,8 +11,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from pipeline.model.files import load_model_file
 from pipeline.model.inference import compiled_forward, predict_proba
-from pipeline.serve.bundle import Encoder, _read_json, check_bundle, load_encoder, load_model_file, rebuild_hint
+from pipeline.serve.bundle import Encoder, _read_json, check_bundle, load_encoder, rebuild_hint
 
 PREDICTED = "predicted"       # the label name
 EMPTY = "empty_text"          # no tokens after normalisation and filters: predicted from an empty sequence
