@@ -216,3 +216,81 @@ def test_dropout_is_off_at_inference(cell):
     # And dropout is really there: training mode perturbs the output.
     trained = [np.asarray(model(x, training=True)) for _ in range(3)]
     assert any(not np.allclose(t, first) for t in trained)
+
+
+# Pooling, embedding dropout and ensembles (issue 15): shapes, counts, masks, save/load.
+
+POOLINGS = ("last", "max", "mean", "concat", "attention")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_every_pooling_skips_padding(cell, pooling):
+    """More padding, or other ids under it, must not move any pooled output (post and pre padding)."""
+    model = build_model(hp(cell=cell, units=4, embedding_dim=6, bidirectional=True, layers=2, pooling=pooling),
+                        vocab_size=20, num_classes=3)
+    post = predict(model, [3, 4, 5, 0, 0], [6, 0, 0, 0, 0])
+    np.testing.assert_allclose(predict(model, [3, 4, 5, 0, 0, 0, 0, 0], [6, 0, 0, 0, 0, 0, 0, 0]), post, atol=1e-5)
+    pre = predict(model, [0, 0, 3, 4, 5], [0, 0, 0, 0, 6])
+    np.testing.assert_allclose(predict(model, [0, 0, 0, 0, 3, 4, 5], [0, 0, 0, 0, 0, 0, 6]), pre, atol=1e-5)
+    # The padding is really skipped, not merely stable: a real token in its place changes the answer.
+    assert not np.allclose(predict(model, [3, 4, 5, 7, 0], [6, 0, 0, 0, 0])[0], post[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_an_empty_text_pools_to_a_finite_answer(pooling):
+    model = build_model(hp(units=4, embedding_dim=6, pooling=pooling), vocab_size=20, num_classes=3)
+    out = predict(model, [0, 0, 0], [3, 0, 0])
+    assert np.isfinite(out).all() and np.allclose(out.sum(1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("pooling", "width", "extra"), [
+    ("last", 16, 0), ("max", 16, 0), ("mean", 16, 0),
+    ("concat", 48, 0),                      # the final states of both directions + max + mean
+    ("attention", 16, 16 * 8 + 8 + 8),      # W [2u, u], b [u], v [u]
+])
+def test_pooled_width_and_parameter_counts(pooling, width, extra):
+    base = build_model(hp(units=8, embedding_dim=8, bidirectional=True), vocab_size=50, num_classes=3)
+    model = build_model(hp(units=8, embedding_dim=8, bidirectional=True, pooling=pooling), vocab_size=50,
+                        num_classes=3)
+    assert model.get_layer("output").input.shape[-1] == width
+    # The output layer grows with the pooled width: (width + 1) x 3 weights instead of (16 + 1) x 3.
+    assert model.count_params() == base.count_params() + extra + (width - 16) * 3
+
+
+@pytest.mark.parametrize("pooling", ["concat", "attention"])
+def test_pooled_models_load_back_and_answer_the_same(pooling, tmp_path):
+    model = build_model(hp(cell="lstm", units=4, embedding_dim=6, bidirectional=True, pooling=pooling,
+                           embedding_dropout=0.3), vocab_size=20, num_classes=2)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    rows = ([3, 4, 5, 0], [6, 7, 0, 0])
+    np.testing.assert_allclose(predict(loaded, *rows), predict(model, *rows), atol=1e-6)
+
+
+def test_embedding_dropout_drops_whole_channels_in_training_only():
+    model = build_model(hp(units=4, embedding_dim=32, embedding_dropout=0.5), vocab_size=20, num_classes=2)
+    layer = model.get_layer("embedding_dropout")
+    assert isinstance(layer, keras.layers.SpatialDropout1D) and layer.rate == 0.5
+    x = np.ones((1, 6, 32), "float32")
+    dropped = np.asarray(layer(x, training=True))[0]
+    assert ((dropped == 0).all(axis=0) | (dropped != 0).all(axis=0)).all(), "a channel is dropped at every step"
+    assert np.array_equal(np.asarray(layer(x, training=False)), x)
+    rows = ([3, 4, 0, 0], [5, 0, 0, 0])   # and the mask still reaches the RNN
+    np.testing.assert_allclose(predict(model, *rows), predict(model, [3, 4, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0]),
+                               atol=1e-5)
+
+
+def test_an_ensemble_is_the_mean_of_its_members(tmp_path):
+    from pipeline.model.training import average_members
+
+    keras.utils.set_random_seed(1)
+    members = [build_model(hp(units=4, embedding_dim=6, pooling=p), vocab_size=20, num_classes=3)
+               for p in ("last", "max", "attention")]
+    ensemble = average_members(members)
+    rows = ([3, 4, 5, 0], [6, 0, 0, 0], [0, 0, 0, 0])
+    mean = np.mean([predict(m, *rows) for m in members], axis=0)
+    np.testing.assert_allclose(predict(ensemble, *rows), mean, atol=1e-6)
+    assert ensemble.count_params() == sum(m.count_params() for m in members)
+    ensemble.save(tmp_path / "e.keras")
+    np.testing.assert_allclose(predict(keras.models.load_model(tmp_path / "e.keras"), *rows), mean, atol=1e-6)

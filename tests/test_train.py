@@ -145,3 +145,58 @@ def test_shorten_equals_preparing_with_the_shorter_maxlen(padding, truncating):
     got = shorten({"x": x, "length": kept, "y": np.arange(len(docs))}, 4, padding, truncating)
     assert np.array_equal(got["x"], want_x) and np.array_equal(got["length"], want_kept)
     assert got["x"].dtype == x.dtype and np.array_equal(got["y"], np.arange(len(docs)))
+
+
+# Training options (issue 15): gradient clipping, a cosine schedule, label smoothing, ensembles.
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from pipeline.model.training import learning_rate
+
+    schedule = learning_rate(tiny_train(epochs=10, lr_schedule="cosine", warmup_epochs=2), peak=0.01, steps=5)
+    assert float(schedule(0)) == pytest.approx(0.0)
+    assert float(schedule(5)) == pytest.approx(0.005, rel=1e-3)      # halfway through the warm-up
+    assert float(schedule(10)) == pytest.approx(0.01, rel=1e-3)      # the peak after 2 epochs
+    assert float(schedule(30)) == pytest.approx(0.005, rel=1e-2)     # cosine: half-way down
+    assert float(schedule(50)) == pytest.approx(0.0, abs=1e-6)
+    assert learning_rate(tiny_train(), peak=0.01, steps=5) == 0.01   # constant: the number itself
+
+
+def test_clipping_and_label_smoothing_train_and_report_the_plain_loss():
+    """The gradients follow the smoothed loss; history's val/loss is the plain cross-entropy of the
+    weights kept, as early stopping and the reports need."""
+    import keras
+
+    from pipeline.model.inference import predict_proba
+    from pipeline.model.training import make_optimizer
+
+    assert make_optimizer("adam", 0.01, clip_norm=1.0).global_clipnorm == 1.0
+    data = tiny_data()
+    cfg = tiny_train(epochs=4, batch_size=16, seed=3, learning_rate=0.01, label_smoothing=0.2, clip_norm=1.0,
+                     early_stopping_patience=0, bucket_by_length=False)
+    keras.utils.set_random_seed(3)
+    result = fit(data, cfg, make_strategy("none"), progress=False)
+    proba = predict_proba(result.model, data.val["x"], data.val["length"], data.padding, 64)
+    y = data.val["y"]
+    plain = -np.mean(np.log(np.clip(np.where(y == 1, proba[:, 1], proba[:, 0]), 1e-7, 1)))
+    assert result.best["val/loss"] == pytest.approx(plain, rel=1e-3)
+    assert result.best["val/accuracy"] > 0.8
+
+
+def test_fit_ensemble_averages_members_trained_with_their_own_seeds(tmp_path):
+    from pipeline.model.inference import predict_proba
+    from pipeline.model.training import fit_ensemble
+
+    data = tiny_data()
+    logged = []
+    result = fit_ensemble(data, tiny_train(epochs=2, batch_size=16, seed=3, ensemble=2, learning_rate=0.01),
+                          make_strategy("none"), backup_dir=tmp_path, on_epoch_end=lambda e, row: logged.append(row),
+                          progress=False)
+    assert len(result.members) == 2 and {r["member"] for r in result.history} == {0, 1}
+    a, b = (m.model.get_layer("embedding").get_weights()[0] for m in result.members)
+    assert not np.allclose(a, b), "each member starts from its own seed"
+    x, lengths = data.val["x"], data.val["length"]
+    mean = np.mean([predict_proba(m.model, x, lengths, data.padding, 64) for m in result.members], axis=0)
+    np.testing.assert_allclose(predict_proba(result.model, x, lengths, data.padding, 64), mean, atol=1e-5)
+    accuracy = float((mean.argmax(1) == data.val["y"]).mean())
+    assert result.best["val/accuracy"] == pytest.approx(accuracy)
+    assert {k.split("/")[0] for row in logged for k in row if "/" in k} == {"member_0", "member_1"}

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from pipeline.core.errors import ParamsError
@@ -55,6 +64,15 @@ def _space(value: Any) -> Any:
 
 Text = Annotated[str, BeforeValidator(lambda v: "" if v is None else v)]
 Strings = Annotated[tuple[str, ...], BeforeValidator(_strings)]
+def _ints(value: Any) -> Any:
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)) or not all(type(v) is int for v in value):
+        raise ValueError("expected a list of integers")
+    return tuple(value)
+
+
+Ints = Annotated[tuple[int, ...], BeforeValidator(_ints)]
 
 
 class _Section(BaseModel):
@@ -139,6 +157,10 @@ class ModelParams(_Section):
     recurrent_dropout: float = Field(0.0, ge=0, lt=1)
     dense_units: int = Field(16, ge=0, le=4096)      # hidden Dense(relu); 0: none
     mask: bool = True                 # skip padded steps (mask_zero)
+    # How the last recurrent layer's outputs become one vector: its final state (last), max or mean
+    # over the steps, last+max+mean (ULMFiT's concat pooling), or additive attention; masks respected.
+    pooling: Literal["last", "max", "mean", "concat", "attention"] = "last"
+    embedding_dropout: float = Field(0.0, ge=0, lt=1)   # SpatialDropout1D: whole embedding channels
 
 
 class TrainParams(_Section):
@@ -157,11 +179,17 @@ class TrainParams(_Section):
     seed: int = 42
     deterministic: bool = False       # TF op determinism (slower)
     use_tuned: bool = True            # merge tune/best_params.json (the tune stage's best trial) over these
+    clip_norm: float = Field(0.0, ge=0)          # clip the gradients' global norm; 0: off
+    lr_schedule: Literal["constant", "cosine"] = "constant"   # cosine: linear warm-up, then cosine decay to 0
+    warmup_epochs: float = Field(0.0, ge=0, le=1000)          # cosine only
+    label_smoothing: float = Field(0.0, ge=0, lt=1)          # training loss only; reported losses are plain
+    ensemble: int = Field(1, ge=1, le=32)        # members (seeds seed..seed+n-1), probabilities averaged in one model
 
 
 # Keys of the train section a study may vary (tune.space); the rest define the experiment itself.
 TUNABLE_TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "scale_learning_rate",
-                      "class_weight", "early_stopping_patience", "bucket_by_length", "maxlen")
+                      "class_weight", "early_stopping_patience", "bucket_by_length", "maxlen", "clip_norm",
+                      "lr_schedule", "warmup_epochs", "label_smoothing")
 
 
 class SearchDim(_Section):
@@ -202,8 +230,26 @@ class TuneParams(_Section):
             "maxlen": {"type": "int", "low": 100, "high": 300, "step": 50}})
 
 
+class BaselineParams(_Section):
+    """The linear baseline every run is scored against: TF-IDF n-grams of the same tokens + LogisticRegression."""
+    enabled: bool = True
+    word_ngrams: int = Field(2, ge=0, le=5)      # word 1..n-grams; 0: none
+    char_ngrams: Ints = (2, 4)                  # character n-gram range over the joined tokens; []: none
+
+    @field_validator("char_ngrams")
+    @classmethod
+    def _range(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if value and (len(value) != 2 or not 1 <= value[0] <= value[1] <= 10):
+            raise ValueError("expected [low, high] with 1 <= low <= high <= 10, or []")
+        return value
+    c: float = Field(3.0, gt=0, le=1e6)          # LogisticRegression's inverse regularisation
+    max_features: int = Field(500000, ge=0)      # per vectorizer; 0: no limit
+
+
 class EvaluateParams(_Section):
     batch_size: int = Field(256, ge=1, le=65536)
+    baseline: BaselineParams = Field(default_factory=BaselineParams)
+    mistakes: int = Field(50, ge=0, le=100000)   # the most confident wrong test predictions to list
 
 
 class Params(_Section):
@@ -346,8 +392,11 @@ def _explain(cls: type[_Section], error: Any, parent: str) -> str:
     elif tp is str:
         allowed = "expected a string"
     elif typing.get_origin(tp) is tuple:
-        allowed = ("expected plain values (text, numbers, true/false)" if typing.get_args(tp)[0] is Any
-                   else "expected a list of strings")
+        allowed = {Any: "expected plain values (text, numbers, true/false)", int: "expected a list of integers",
+                   str: "expected a list of strings"}[typing.get_args(tp)[0]]
+        rule = str(error.get("ctx", {}).get("error", ""))
+        if error["type"] == "value_error" and rule.startswith("expected"):   # a field's own rule
+            allowed = rule
     else:
         allowed = "expected a mapping"
     return f"{allowed}, got {value!r}"

@@ -62,6 +62,24 @@ def learning_curve_png(history: list[dict], target: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if any("member" in r for r in history):   # an ensemble: each member's curve, no single kept epoch
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for member in sorted({r["member"] for r in history}):
+            rows = [r for r in history if r["member"] == member]
+            for ax, metric in zip(axes, ("loss", "accuracy")):
+                line, = ax.plot([r["epoch"] for r in rows], [r[f"val/{metric}"] for r in rows], "o-",
+                                label=f"member {member} val")
+                ax.plot([r["epoch"] for r in rows], [r[f"train/{metric}"] for r in rows], ":",
+                        color=line.get_color(), label=f"member {member} train")
+        for ax, metric in zip(axes, ("loss", "accuracy")):
+            ax.set_xlabel("epoch")
+            ax.set_title(metric)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(target, dpi=100)
+        plt.close(fig)
+        return
     epochs = [r["epoch"] for r in history]
     best = epochs[int(np.argmin([r["val/loss"] for r in history]))]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))

@@ -65,13 +65,38 @@ class FitResult:
     resumed_from_epoch: int = 0
     replicas: int = 1
     seconds: float = 0.0
+    members: list[FitResult] = field(default_factory=list)   # an ensemble's, each with its own history
+    ensemble_val: dict | None = None    # an ensemble's own val/loss and val/accuracy
+
+    @property
+    def best(self) -> dict:
+        """The validation figures of the model kept: the best epoch's, or the averaged ensemble's."""
+        return self.ensemble_val if self.ensemble_val is not None else self.history[self.best_epoch - 1]
 
 
-def make_optimizer(name: str, learning_rate: float):
+def make_optimizer(name: str, learning_rate, clip_norm: float = 0.0):
+    """The optimizer; `learning_rate` a number or a schedule, `clip_norm` > 0 clips the gradients'
+    global norm (under a distribution strategy, each replica's before they are summed)."""
     import keras
 
+    clip = {"global_clipnorm": clip_norm} if clip_norm else {}
     return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
-            "sgd": keras.optimizers.SGD}[name](learning_rate=learning_rate)
+            "sgd": keras.optimizers.SGD}[name](learning_rate=learning_rate, **clip)
+
+
+def learning_rate(cfg: TrainParams, peak: float, steps: int):
+    """A number (constant), or linear warm-up to `peak` over warmup_epochs then cosine decay to 0 at
+    the last epoch (Loshchilov & Hutter, 2017; the schedule counts the optimizer's steps, which the
+    backup keeps, so a resumed run continues on it)."""
+    import keras
+
+    if cfg.lr_schedule == "constant":
+        return peak
+    total = max(1, cfg.epochs * steps)
+    warmup = min(int(round(cfg.warmup_epochs * steps)), total - 1)
+    if warmup:
+        return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, warmup_target=peak, warmup_steps=warmup)
+    return keras.optimizers.schedules.CosineDecay(peak, total)
 
 
 def class_weights(y: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
@@ -135,17 +160,35 @@ def _per_example(binary: bool):
     return per_example
 
 
-def _step_functions(model, optimizer, strategy, binary: bool, class_weight, element_spec):
+def _smoothed_loss(binary: bool, smoothing: float):
+    """The loss the gradients follow: with label smoothing (Szegedy et al., 2016) the targets are
+    1 - s + s/K and s/K; the loss reported and early-stopped on stays the plain one."""
+    import keras
+    import tensorflow as tf
+
+    def loss(y, p):
+        if binary:
+            return keras.losses.binary_crossentropy(tf.cast(tf.reshape(y, [-1, 1]), p.dtype), p,
+                                                    label_smoothing=smoothing)
+        target = tf.one_hot(y, tf.shape(p)[-1], dtype=p.dtype)
+        return keras.losses.categorical_crossentropy(target, p, label_smoothing=smoothing)
+
+    return loss
+
+
+def _step_functions(model, optimizer, strategy, binary: bool, class_weight, element_spec, smoothing: float = 0.0):
     """The distributed train step and the local eval step, each returning (loss sum, correct, rows)."""
     import tensorflow as tf
 
     per_example = _per_example(binary)
+    smoothed = _smoothed_loss(binary, smoothing) if smoothing else None
 
     def replica_step(x, y):
         with tf.GradientTape() as tape:
             p = model(x, training=True)
             loss, correct = per_example(y, p)
-            avg = tf.nn.compute_average_loss(loss * tf.gather(class_weight, y))
+            followed = smoothed(y, p) if smoothed else loss
+            avg = tf.nn.compute_average_loss(followed * tf.gather(class_weight, y))
         grads = tape.gradient(avg, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
@@ -182,9 +225,10 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
     lr = cfg.learning_rate * (replicas if cfg.scale_learning_rate else 1)
+    n_steps = steps_per_epoch(len(data.train["y"]), global_batch)
     with strategy.scope():
         model = build_model(cfg.model, data.vocab_size, num_classes)
-        optimizer = make_optimizer(cfg.optimizer, lr)
+        optimizer = make_optimizer(cfg.optimizer, learning_rate(cfg, lr, n_steps), cfg.clip_norm)
         # Create the slot variables now: made lazily inside the replicated, traced step they send
         # tf.function down its variable-initialisation path, which fails under MirroredStrategy.
         optimizer.build(model.trainable_variables)
@@ -199,7 +243,7 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
 
     weights = tf.constant(class_weights(data.train["y"], num_classes, cfg.class_weight))
     train_step, eval_step = _step_functions(model, optimizer, strategy, output_spec(num_classes)[0] == 1,
-                                            weights, epoch_iterator(0).element_spec)
+                                            weights, epoch_iterator(0).element_spec, cfg.label_smoothing)
     best_weights = [v.numpy() for v in model.weights]
     backup = Backup(backup_dir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
                                                     best_loss=best_loss, wait=wait), strategy)
@@ -207,7 +251,6 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
     best_weights = saved_best or best_weights
     result = FitResult(model=model, resumed_from_epoch=int(epoch_var.numpy()), replicas=replicas)
     result.history = history[: result.resumed_from_epoch]
-    n_steps = steps_per_epoch(len(data.train["y"]), global_batch)
     # The validation batches are the same every epoch: built once, then served from the cache.
     val = make_dataset(data.val, 4 * global_batch, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length,
                        padding=data.padding, shuffle=False).cache().prefetch(tf.data.AUTOTUNE)
@@ -257,3 +300,58 @@ def backup_key(cfg: TrainParams, prepared_dir: Path) -> str:
     h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
     h.update(data_fingerprint(prepared_dir).encode())
     return h.hexdigest()[:16]
+
+
+def average_members(members: list):
+    """One Keras model whose output is the mean of the members' probabilities: saved, loaded,
+    evaluated and served as any single model is."""
+    import keras
+
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    # Each member as a model of its own name: their inner layer names repeat, theirs must not.
+    named = [keras.Model(m.input, m.output, name=f"member_{i}") for i, m in enumerate(members)]
+    output = keras.layers.Average(name="output")([m(tokens) for m in named])
+    return keras.Model(tokens, output, name="ensemble")
+
+
+def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = None,
+                 on_epoch_end: EpochHook | None = None, progress: bool | None = None) -> FitResult:
+    """train.ensemble members trained with seeds seed, seed+1, ... (each `fit`, early-stopped on its
+    own), averaged into one model; with one member, `fit` itself.
+
+    Member i's epochs reach `on_epoch_end` with their metric names under `member_<i>/`; each member
+    resumes from its own folder of backup_dir.
+    """
+    if cfg.ensemble == 1:
+        return fit(data, cfg, strategy, backup_dir, on_epoch_end, progress)
+    import tensorflow as tf
+
+    from pipeline.core.seed import set_seed
+    from pipeline.model.architecture import output_spec
+
+    members: list[FitResult] = []
+    started = time.perf_counter()
+    for i in range(cfg.ensemble):
+        member = cfg.model_copy(update={"seed": cfg.seed + i, "ensemble": 1})
+        set_seed(member.seed)   # its own initial weights and batch order
+
+        def hook(epoch: int, row: dict, i: int = i) -> None:
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, {(f"member_{i}/{k}" if "/" in k else k): v for k, v in row.items()})
+
+        print(f"train: ensemble member {i + 1}/{cfg.ensemble} (seed {member.seed})", file=sys.stderr)
+        members.append(fit(data, member, strategy, backup_dir / f"member-{i}" if backup_dir else None,
+                           hook, progress))
+    with strategy.scope():
+        model = average_members([m.model for m in members])
+    binary = output_spec(len(data.labels))[0] == 1
+    per_example = _per_example(binary)
+    val = make_dataset(data.val, 256, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length, padding=data.padding,
+                       shuffle=False)
+    step = tf.function(lambda x, y: [tf.reduce_sum(t) for t in per_example(y, model(x, training=False))]
+                       + [tf.cast(tf.size(y), tf.float32)], reduce_retracing=True)
+    loss, correct, rows = _sums(step, val)
+    return FitResult(model=model, history=[{**row, "member": i} for i, m in enumerate(members) for row in m.history],
+                     best_epoch=0, resumed_from_epoch=members[0].resumed_from_epoch, replicas=members[0].replicas,
+                     seconds=time.perf_counter() - started, members=members,
+                     ensemble_val={"val/loss": float(loss / rows), "val/accuracy": float(correct / rows)})

@@ -29,7 +29,7 @@ from pipeline.core.errors import StageError  # noqa: E402
 from pipeline.core.plotting import learning_curve_png  # noqa: E402
 from pipeline.data.prepared import Prepared, load_prepared  # noqa: E402
 from pipeline.model.strategies import is_chief, make_strategy  # noqa: E402
-from pipeline.model.training import FitResult, backup_key, fit  # noqa: E402
+from pipeline.model.training import FitResult, backup_key, fit_ensemble  # noqa: E402
 from pipeline.serve.bundle import save_bundle  # noqa: E402
 from pipeline.tuning.best import read_tuned, resolve_tuned  # noqa: E402
 
@@ -111,7 +111,7 @@ def _body(params: Params, args) -> None:
     previous = run_file.read_text(encoding="utf-8").strip() if run_file.is_file() else ""
     if active and chief:
         run_file.write_text(active.info.run_id, encoding="utf-8")
-    result = fit(data, cfg, strategy, backup_dir=backup, on_epoch_end=log_epoch)
+    result = fit_ensemble(data, cfg, strategy, backup_dir=backup, on_epoch_end=log_epoch)
     if result.resumed_from_epoch:
         print(f"train: resumed after epoch {result.resumed_from_epoch} from {backup}", file=sys.stderr)
         if active and chief:
@@ -119,11 +119,12 @@ def _body(params: Params, args) -> None:
 
             mlflow.set_tags({"train.resumed_from_epoch": str(result.resumed_from_epoch),
                              **({RESUMES_TAG: previous} if previous else {})})
-            for epoch, row in enumerate(result.history[:result.resumed_from_epoch]):
-                log_epoch(epoch, row)   # the whole learning curve in this run, not only its tail
+            if not result.members:   # an ensemble's members each log their own curve
+                for epoch, row in enumerate(result.history[:result.resumed_from_epoch]):
+                    log_epoch(epoch, row)   # the whole learning curve in this run, not only its tail
     if not chief:
         return
-    best = result.history[result.best_epoch - 1]
+    best = result.best
     run_info = {"run_id": active.info.run_id if active else None, "best_epoch": result.best_epoch,
                 "replicas": result.replicas, "strategy": type(strategy).__name__, "tuned_from": tuned}
     if active:
@@ -135,7 +136,8 @@ def _body(params: Params, args) -> None:
         log_files([paths.MODELS_DIR / name for name in ("vocab.json", "labels.json", "params.json", "history.json",
                                                   "learning_curve.png")], "train")
     shutil.rmtree(backup, ignore_errors=True)   # done: the next run starts fresh
-    print(f"train: best epoch {result.best_epoch}: val_accuracy {best['val/accuracy']:.4f} "
+    kept = f"ensemble of {len(result.members)}" if result.members else f"best epoch {result.best_epoch}"
+    print(f"train: {kept}: val_accuracy {best['val/accuracy']:.4f} "
           f"({result.replicas} replica(s), {result.seconds:.0f} s) -> {paths.MODELS_DIR}/model.keras")
 
 
