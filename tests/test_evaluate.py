@@ -1,12 +1,26 @@
-"""evaluate: metrics, plots, and length-sorted batched prediction equal to plain prediction."""
+"""evaluate: metrics, plots, length-sorted batched prediction equal to plain prediction, the linear
+baseline scored beside the RNN, and the most confident mistakes with their text."""
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import json
+import shutil
+from pathlib import Path
 
-from helpers.tinydata import tiny_model
-from pipeline.model.evaluation import roc_points, scores, write_plots
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from helpers import REPO
+from helpers.tinydata import TINY_PREPROCESS, tiny_model
+from pipeline.core.config import BaselineParams
+from pipeline.model.baseline import read_token_lists, run_baseline
+from pipeline.model.evaluation import mistakes, per_class_png, roc_points, scores, write_plots
 from pipeline.model.inference import predict_proba
+
+PNG = b"\x89PNG\r\n\x1a\n"
+BASELINE_KEYS = {"baseline/test/loss", "baseline/test/accuracy", "baseline/test/macro_f1", "baseline/test/rows",
+                 "rnn_minus_baseline/test/accuracy", "rnn_minus_baseline/test/macro_f1"}
 
 
 def test_scores_per_class_and_macro_f1():
@@ -61,33 +75,271 @@ def test_plots_are_written_for_dvc_and_people(tmp_path):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_no_track_records_nothing_not_even_on_the_train_run(tmp_path, monkeypatch, mlflow_store):
-    import json
+def with_ids(prepared_src: Path, root: Path, flip: int = 0, invert_test: bool = False,
+             extra_token: bool = False) -> Path:
+    """data/prepared (from tiny_prepared) with ids as the prepare stage writes them, and the
+    data/tokens.parquet they come from (tokens w<id>: the encoded rows spelled out).
 
-    import keras
-    import mlflow
+    flip: the first test rows get the other label, so the RNN gets them wrong with confidence.
+    invert_test: every test row gets the other label and one token no other row has, so a baseline
+    that learnt from the test rows scores well on them and an honest one scores about 0.
+    """
+    from pipeline.text.documents import write_tokens
 
-    from pipeline.model.architecture import build_model
+    prepared = root / "data" / "prepared"
+    shutil.copytree(prepared_src, prepared)
+    labels = json.loads((prepared / "labels.json").read_text())
+    rows = []
+    for split in ("train", "val", "test"):
+        arrays = dict(np.load(prepared / f"{split}.npz"))
+        n = len(arrays["y"])
+        arrays["id"] = np.array([f"{split}-{i}" for i in range(n)])
+        if split == "test":
+            arrays["y"][:n if invert_test else flip] = 1 - arrays["y"][:n if invert_test else flip]
+        np.savez(prepared / f"{split}.npz", **arrays)
+        for i in range(n):
+            tokens = [f"w{t}" for t in arrays["x"][i, :arrays["length"][i]]]
+            if split == "test" and (invert_test or extra_token):
+                tokens.append(f"only{chr(97 + i // 26)}{chr(97 + i % 26)}")
+            rows.append({"id": arrays["id"][i], "label": labels[arrays["y"][i]], "split": "", "tokens": tokens,
+                         "length": len(tokens)})
+    write_tokens(pd.DataFrame(rows), root / "data" / "tokens.parquet", TINY_PREPROCESS)
+    return prepared
+
+
+def write_raw(root: Path) -> dict[str, str]:
+    """data/raw as the download stage lays out a table dataset; its texts by id."""
+    table = pd.read_parquet(root / "data" / "tokens.parquet")
+    texts = {i: f"원문 {i}: " + " ".join(t) for i, t in zip(table["id"], table["tokens"])}
+    folder = root / "data" / "raw"
+    (folder / "table").mkdir(parents=True)
+    pd.DataFrame({"id": list(texts), "text": list(texts.values()), "label": table["label"]}).to_csv(
+        folder / "table" / "questions.csv", index=False)
+    (folder / "manifest.json").write_text(json.dumps({"dataset": "table", "files": [
+        {"name": "questions.csv", "path": "table/questions.csv"}]}))
+    return texts
+
+
+def write_params(root: Path, **evaluate) -> None:
+    """params.yaml: the repo's, with the table dataset the raw folder holds and `evaluate` changed."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["dataset"].update(name="table", classes=[])
+    params["dataset"]["table"].update(source="questions.csv", text_columns=["text"], label_column="label",
+                                      id_column="id")
+    for key, value in evaluate.items():
+        if isinstance(value, dict):
+            params["evaluate"][key].update(value)
+        else:
+            params["evaluate"][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+
+
+def evaluated_project(root: Path, bundle: Path, prepared_src: Path, raw: bool = True, flip: int = 12,
+                      **evaluate) -> dict[str, str]:
+    """A repo root that evaluate can run in: models/, data/prepared with ids, tokens, raw texts, params."""
+    shutil.copytree(bundle, root / "models")
+    (root / "models" / "run.json").write_text(json.dumps({"run_id": None}))
+    with_ids(prepared_src, root, flip=flip)
+    write_params(root, **evaluate)
+    return write_raw(root) if raw else {}
+
+
+def test_the_baseline_is_scored_like_the_rnn_and_deterministic(tmp_path, tiny_prepared):
+    prepared = with_ids(tiny_prepared, tmp_path)
+    labels = json.loads((prepared / "labels.json").read_text())
+    first = run_baseline(BaselineParams(), tmp_path / "data" / "tokens.parquet", prepared, labels)
+    second = run_baseline(BaselineParams(), tmp_path / "data" / "tokens.parquet", prepared, labels)
+    m = first.metrics
+    assert set(m) == {"test/loss", "test/accuracy", "test/macro_f1", "test/rows", "test/per_class"}
+    assert m["test/rows"] == 64 and 0 <= m["test/accuracy"] <= 1 and 0 <= m["test/macro_f1"] <= 1
+    assert m["test/accuracy"] > 0.9          # the tiny task is separable: w3 is class 1, w4 class 0
+    assert first.proba.shape == (64, 2) and np.allclose(first.proba.sum(1), 1)
+    assert np.array_equal(first.proba, second.proba) and first.metrics == second.metrics
+    y = np.load(prepared / "test.npz")["y"]
+    assert m == scores(y, first.proba, labels)   # the RNN's scores(), on the same test rows
+    # Word n-grams alone, character n-grams alone: each a baseline of its own.
+    for cfg in (BaselineParams(char_ngrams=[]), BaselineParams(word_ngrams=0)):
+        assert run_baseline(cfg, tmp_path / "data" / "tokens.parquet", prepared, labels).metrics["test/accuracy"] > 0.9
+
+
+def test_the_baseline_never_learns_from_the_test_rows(tmp_path, tiny_prepared):
+    """Every test row carries the other class's label and a token of its own: learnt from, the
+    test rows would be scored well (the control below); not learnt from, about none is right."""
+    prepared = with_ids(tiny_prepared, tmp_path, invert_test=True)
+    labels = json.loads((prepared / "labels.json").read_text())
+    tokens = tmp_path / "data" / "tokens.parquet"
+    honest = run_baseline(BaselineParams(), tokens, prepared, labels)
+    assert honest.metrics["test/accuracy"] < 0.1
+    test_ids = set(np.load(prepared / "test.npz")["id"])
+    vocabulary = honest.model.named_steps["features"].transformer_list[0][1].vocabulary_
+    assert not any(gram[0].startswith("only") for gram in vocabulary), "a test row's token reached fit"
+    assert len(honest.fit_ids) == 192 + 64 and not test_ids & set(honest.fit_ids)
+
+    # The control: the same test rows copied into val reach fit, and the score jumps.
+    val, test = dict(np.load(prepared / "val.npz")), dict(np.load(prepared / "test.npz"))
+    np.savez(prepared / "val.npz", **{k: np.concatenate([val[k], test[k]]) for k in val})
+    leaked = run_baseline(BaselineParams(), tokens, prepared, labels)
+    assert leaked.metrics["test/accuracy"] > 0.7
+
+
+def test_baseline_without_features_or_ids_is_one_line(tmp_path, tiny_prepared):
+    from pipeline.core.errors import DataError, ParamsError
+
+    prepared = with_ids(tiny_prepared, tmp_path)
+    with pytest.raises(ParamsError, match=r"^evaluate.baseline: word_ngrams is 0 and char_ngrams is \[\]"):
+        run_baseline(BaselineParams(word_ngrams=0, char_ngrams=[]), tmp_path / "data" / "tokens.parquet",
+                     prepared, ["0", "1"])
+    by_id = read_token_lists(tmp_path / "data" / "tokens.parquet")
+    del by_id["test-5"]
+    with pytest.raises(DataError, match=r"test.npz: 1 of 64 ids are not in .*tokens.parquet \(first 'test-5'\)"):
+        run_baseline(BaselineParams(), tmp_path / "data" / "tokens.parquet", prepared, ["0", "1"], by_id)
+    with pytest.raises(DataError, match=r"train.npz: has no id array .*\(dvc repro prepare\)$"):
+        run_baseline(BaselineParams(), tmp_path / "data" / "tokens.parquet", tiny_prepared, ["0", "1"])
+
+
+def test_an_id_on_two_rows_with_different_tokens_is_refused(tmp_path):
+    """Rows are joined by id: two texts under one id (a table's own id column) cannot be told apart."""
+    from pipeline.core.errors import DataError
+    from pipeline.text.documents import write_tokens
+
+    table = pd.DataFrame({"id": ["7", "8", "7"], "label": ["a", "b", "a"], "split": "",
+                          "tokens": [["x", "y"], ["z"], ["x", "y"]], "length": [2, 1, 2]})
+    write_tokens(table, tmp_path / "same.parquet", TINY_PREPROCESS)
+    assert read_token_lists(tmp_path / "same.parquet") == {"7": ["x", "y"], "8": ["z"]}   # the same text twice
+    table.at[2, "tokens"] = ["w"]
+    write_tokens(table, tmp_path / "two.parquet", TINY_PREPROCESS)
+    with pytest.raises(DataError, match=r"two.parquet: id '7' is on several rows with different texts; .* "
+                                        r"\(dataset.table.id_column, or leave it empty to number the rows\)$"):
+        read_token_lists(tmp_path / "two.parquet")
+
+
+def test_mistakes_are_the_most_confident_wrong_predictions():
+    y = np.array([0, 1, 1, 0, 2, 2])
+    proba = np.array([[0.9, 0.1, 0.0],    # right
+                      [0.7, 0.2, 0.1],    # wrong, 0.7
+                      [0.05, 0.05, 0.9],  # wrong, 0.9
+                      [0.2, 0.6, 0.2],    # wrong, 0.6
+                      [0.1, 0.1, 0.8],    # right
+                      [0.1, 0.7, 0.2]])   # wrong, 0.7 (after row 1: split order)
+    ids = np.array(["a", "b", "c", "d", "e", "f"])
+    table = mistakes(ids, y, proba, ["x", "y", "z"], {"c": "text of c"}, 3)
+    assert table.to_dict("records") == [
+        {"id": "c", "text": "text of c", "actual": "y", "predicted": "z", "probability": 0.9},
+        {"id": "b", "text": "", "actual": "y", "predicted": "x", "probability": 0.7},
+        {"id": "f", "text": "", "actual": "z", "predicted": "y", "probability": 0.7}]
+    assert len(mistakes(ids, y, proba, ["x", "y", "z"], {}, 10)) == 4
+    assert list(mistakes(ids, y, proba, ["x", "y", "z"], {}, 0).columns) == ["id", "text", "actual", "predicted",
+                                                                            "probability"]
+
+
+def test_per_class_plot_with_and_without_the_baseline(tmp_path):
+    per_class = {"행정": {"precision": 0.8, "recall": 0.9, "f1": 0.85, "support": 110},
+                 "복지": {"precision": 0.75, "recall": 0.4, "f1": 0.53, "support": 22}}
+    per_class_png(per_class, tmp_path / "a.png")
+    per_class_png(per_class, tmp_path / "b.png", {k: {**v, "f1": 0.7} for k, v in per_class.items()})
+    assert (tmp_path / "a.png").read_bytes()[:8] == PNG and (tmp_path / "b.png").read_bytes()[:8] == PNG
+
+
+def test_evaluate_stage_writes_the_baseline_and_the_mistakes(in_tmp, tiny_bundle, tiny_prepared, capsys):
     from pipeline.stages.evaluate import main
 
-    monkeypatch.chdir(tmp_path)
+    texts = evaluated_project(in_tmp, tiny_bundle, tiny_prepared, mistakes=5)
+    assert main(["--no-track"]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((in_tmp / "metrics.json").read_text(encoding="utf-8"))
+    assert BASELINE_KEYS <= set(metrics)
+    for key in ("loss", "accuracy", "macro_f1"):
+        assert 0 <= metrics[f"baseline/test/{key}"] <= (np.inf if key == "loss" else 1)
+    assert metrics["baseline/test/rows"] == metrics["test/rows"] == 64
+    assert metrics["rnn_minus_baseline/test/accuracy"] == pytest.approx(
+        metrics["test/accuracy"] - metrics["baseline/test/accuracy"])
+    assert (f"test accuracy {metrics['test/accuracy']:.4f} (baseline {metrics['baseline/test/accuracy']:.4f}, "
+            f"{metrics['rnn_minus_baseline/test/accuracy']:+.4f})") in out
+
+    # The 12 flipped test rows are wrong with confidence: the 5 most confident are listed, with their raw text.
+    table = pd.read_csv(in_tmp / "plots" / "evaluate" / "mistakes.csv", dtype={"id": str})
+    wrong = round((1 - metrics["test/accuracy"]) * 64)
+    assert wrong >= 12 and len(table) == 5 and f"5 most confident of {wrong} wrong predictions" in out
+    assert (table["actual"] != table["predicted"]).all()
+    assert table["probability"].is_monotonic_decreasing and (table["probability"] > 0.5).all()
+    assert table["text"].tolist() == [texts[i] for i in table["id"]]
+    assert "texts from data/raw" in out
+    y = np.load(in_tmp / "data" / "prepared" / "test.npz")["y"]
+    ids = list(np.load(in_tmp / "data" / "prepared" / "test.npz")["id"])
+    assert all(str(int(y[ids.index(i)])) == a for i, a in zip(table["id"], table["actual"].astype(str)))
+    assert (in_tmp / "plots" / "evaluate" / "per_class.png").read_bytes()[:8] == PNG
+
+
+def test_evaluate_stage_without_the_baseline_or_the_raw_data(in_tmp, tiny_bundle, tiny_prepared, capsys):
+    from pipeline.stages.evaluate import main
+
+    evaluated_project(in_tmp, tiny_bundle, tiny_prepared, raw=False, baseline={"enabled": False}, mistakes=50)
+    assert main(["--no-track"]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((in_tmp / "metrics.json").read_text(encoding="utf-8"))
+    assert not BASELINE_KEYS & set(metrics) and "baseline" not in out
+    table = pd.read_csv(in_tmp / "plots" / "evaluate" / "mistakes.csv", dtype={"id": str})
+    assert 12 <= len(table) <= 50 and (table["actual"] != table["predicted"]).all()
+    tokens = read_token_lists(in_tmp / "data" / "tokens.parquet")
+    assert table["text"].tolist() == [" ".join(tokens[i]) for i in table["id"]]   # the tokens stand in
+    assert "data/raw absent: tokens as texts" in out
+    assert (in_tmp / "plots" / "evaluate" / "per_class.png").read_bytes()[:8] == PNG
+
+
+def test_prepared_data_without_ids_is_one_line(in_tmp, tiny_bundle, tiny_prepared, capsys):
+    """Prepared by a version that wrote no ids: evaluate says to prepare again, and writes nothing."""
+    from pipeline.stages.evaluate import main
+
+    evaluated_project(in_tmp, tiny_bundle, tiny_prepared, raw=False)
+    shutil.rmtree(in_tmp / "data" / "prepared")
+    shutil.copytree(tiny_prepared, in_tmp / "data" / "prepared")
+    assert main(["--no-track"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("evaluate: error: data/prepared/test.npz: has no id array (written by an older version); "
+                   "run the prepare stage again (dvc repro prepare)")
+    assert not (in_tmp / "metrics.json").exists() and not (in_tmp / "plots").exists()
+
+
+def test_results_show_the_baseline_beside_each_run():
+    from pipeline.experiments.results import Outcome, render_results
+    from pipeline.experiments.spec import Experiment, SeedFigure
+
+    experiment = Experiment("tiny", "a tiny one", SeedFigure("test/accuracy", 0.8, "made up"), "", {})
+    old = Outcome("r1", 0.8, 0.81, 3, {}, "abc1234")                       # made before the baseline
+    new = Outcome("r2", 0.8, 0.82, 3, {}, "abc1234", baseline_accuracy=0.855)
+    for seed, tuned, cell in ((old, None, "—"), (new, None, "0.8550"), (new, new, "0.8550"),
+                              (old, new, "ours — / tuned 0.8550"), (None, None, "—")):
+        outcomes = {k: v for k, v in ((experiment.run_name(False), seed), (experiment.run_name(True), tuned)) if v}
+        text = render_results([experiment], outcomes)
+        assert "| linear baseline (test) |" in text
+        (row,) = [line for line in text.splitlines() if line.startswith(f"| `{experiment.name}`")]
+        assert row.rstrip(" |").rsplit("| ", 1)[1] == cell
+
+
+def test_no_track_records_nothing_not_even_on_the_train_run(in_tmp, tiny_bundle, tiny_prepared, mlflow_store,
+                                                            monkeypatch):
+    import mlflow
+
+    from pipeline.stages.evaluate import main
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
     client = mlflow.MlflowClient(tracking_uri=mlflow_store)
-    train_run = client.create_run(client.create_experiment("textclf-seoul120")).info.run_id
-    models, prepared = tmp_path / "models", tmp_path / "data" / "prepared"
-    models.mkdir()
-    prepared.mkdir(parents=True)
-    build_model(tiny_model(units=4, embedding_dim=4), 20, 2).save(models / "model.keras")
-    (models / "labels.json").write_text(json.dumps(["neg", "pos"]))
-    (models / "run.json").write_text(json.dumps({"run_id": train_run}))
-    (prepared / "params.json").write_text(json.dumps({"prepare": {"padding": "post"}}))
-    x = np.array([[2, 3, 0], [4, 0, 0], [5, 6, 7], [8, 0, 0]], np.int32)
-    np.savez(prepared / "test.npz", x=x, y=np.array([0, 1, 1, 0]), length=np.array([2, 1, 3, 1]))
-    (tmp_path / "params.yaml").write_text("")
-    keras.utils.set_random_seed(0)
+    train_run = client.create_run(client.create_experiment("textclf-table")).info.run_id
+    evaluated_project(in_tmp, tiny_bundle, tiny_prepared, mistakes=5)
+    (in_tmp / "models" / "run.json").write_text(json.dumps({"run_id": train_run}))
 
     assert main(["--no-track"]) == 0
-    assert (tmp_path / "metrics.json").is_file()
+    assert (in_tmp / "metrics.json").is_file()
     assert "test/accuracy" not in client.get_run(train_run).data.metrics
     assert main([]) == 0
-    assert "test/accuracy" in client.get_run(train_run).data.metrics
+    train_metrics = client.get_run(train_run).data.metrics
+    assert "test/accuracy" in train_metrics and "baseline/test/accuracy" in train_metrics
+    (evaluate_run,) = [r for r in client.search_runs([client.get_experiment_by_name("textclf-table").experiment_id])
+                       if r.info.run_id != train_run]
+    assert BASELINE_KEYS <= set(evaluate_run.data.metrics)
+    assert evaluate_run.data.params["evaluate.baseline.c"] == "3.0"
+    artifacts = {a.path for a in client.list_artifacts(evaluate_run.info.run_id, "evaluate")}
+    assert {"evaluate/mistakes.csv", "evaluate/per_class.png", "evaluate/mistakes.json"} <= artifacts
+    table = json.loads(Path(client.download_artifacts(evaluate_run.info.run_id, "evaluate/mistakes.json",
+                                                      str(in_tmp / "dl"))).read_text(encoding="utf-8"))
+    assert table["columns"] == ["id", "text", "actual", "predicted", "probability"] and len(table["data"]) == 5

@@ -30,6 +30,20 @@ def test_dvc_repro_end_to_end(repro_project: Project):
     assert metrics["test/rows"] == 12 and 0 <= metrics["test/accuracy"] <= 1
     assert set(metrics["test/per_class"]) == {"행정", "경제", "복지"}
     assert (root / "plots" / "evaluate" / "confusion.csv").read_text(encoding="utf-8").count("\n") == 13
+    # The linear baseline beside the RNN, on the same 12 test rows; the mistakes with their raw text.
+    assert metrics["baseline/test/rows"] == 12 and 0 <= metrics["baseline/test/accuracy"] <= 1
+    assert 0 <= metrics["baseline/test/macro_f1"] <= 1 and metrics["baseline/test/loss"] > 0
+    assert metrics["rnn_minus_baseline/test/accuracy"] == pytest.approx(
+        metrics["test/accuracy"] - metrics["baseline/test/accuracy"])
+    assert "rnn_minus_baseline/test/macro_f1" in metrics
+    import pandas as pd
+
+    mistakes = pd.read_csv(root / "plots" / "evaluate" / "mistakes.csv", dtype={"id": str})
+    assert list(mistakes.columns) == ["id", "text", "actual", "predicted", "probability"]
+    assert len(mistakes) == round((1 - metrics["test/accuracy"]) * 12)   # every wrong one (fewer than 50)
+    assert (mistakes["actual"] != mistakes["predicted"]).all() and mistakes["probability"].is_monotonic_decreasing
+    assert all("관련 질문입니다" in text for text in mistakes["text"])   # the raw 제목 + 내용 (Okt: 질문, 이다)
+    assert (root / "plots" / "evaluate" / "per_class.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     runs = repro_project.runs()
     assert {r.info.run_name: r.info.status for r in runs} == {
         stage: "FINISHED" for stage in ("download", "tokenize", "prepare", "tune", "trial 0", "trial 1",
@@ -45,6 +59,12 @@ def test_dvc_repro_end_to_end(repro_project: Project):
     assert train_run.data.tags["train.fused_kernel"] == "true"   # GRU, post padding with a mask
     assert repro_project.read_json("models/params.json")["train"]["maxlen"] == best["params"]["maxlen"]
     assert "val/accuracy" in train_run.data.metrics and "test/accuracy" in train_run.data.metrics
+    assert train_run.data.metrics["baseline/test/accuracy"] == metrics["baseline/test/accuracy"]
+    evaluate_run = next(r for r in runs if r.info.run_name == "evaluate")
+    assert {"baseline/test/accuracy", "rnn_minus_baseline/test/accuracy"} <= set(evaluate_run.data.metrics)
+    assert evaluate_run.data.params["dataset.table.id_column"] == ""
+    artifacts = {a.path for a in repro_project.client().list_artifacts(evaluate_run.info.run_id, "evaluate")}
+    assert {"evaluate/mistakes.csv", "evaluate/per_class.png"} <= artifacts
     run_info = repro_project.read_json("models/run.json")
     assert run_info["run_id"] == train_run.info.run_id and run_info["tuned_from"]["trial"] == best["trial"]
     import mlflow

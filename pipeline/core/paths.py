@@ -21,6 +21,8 @@ OPTUNA_DB = TUNE_DIR / "optuna.db"
 MODELS_DIR = Path("models")
 METRICS = Path("metrics.json")
 EVALUATE_PLOTS_DIR = Path("plots/evaluate")
+PER_CLASS_PNG = EVALUATE_PLOTS_DIR / "per_class.png"
+MISTAKES_CSV = EVALUATE_PLOTS_DIR / "mistakes.csv"
 
 
 def repo_root() -> Path:

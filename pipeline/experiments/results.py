@@ -26,6 +26,7 @@ class Outcome:
     best_epoch: int | None
     params: Mapping[str, str]
     commit: str
+    baseline_accuracy: float | None = None   # the linear baseline's test accuracy (runs since it exists)
 
     def accuracy(self, metric: str) -> float | None:
         """On the split `metric` names: test/accuracy or val/accuracy (the best epoch's)."""
@@ -63,7 +64,7 @@ def find_outcomes(names: Sequence[str]) -> dict[str, Outcome]:
         epoch = metrics.get("best/epoch")
         found[name] = Outcome(run.info.run_id, metrics.get("best/val_accuracy"), metrics.get("test/accuracy"),
                               None if epoch is None else int(epoch), dict(run.data.params),
-                              run.data.tags.get("git.commit", "")[:7])
+                              run.data.tags.get("git.commit", "")[:7], metrics.get("baseline/test/accuracy"))
     return found
 
 
@@ -77,6 +78,16 @@ def _ours(outcome: Outcome | None, metric: str) -> str:
     other = next(m for m in SEED_METRICS if m != metric)
     return (f"**{_figure(outcome.accuracy(metric))}** ({other.split('/')[0]} {_figure(outcome.accuracy(other))}, "
             f"epoch {outcome.best_epoch})")
+
+
+def _baseline(seed: Outcome | None, tuned: Outcome | None) -> str:
+    """The linear baseline's test accuracy of the runs shown: one figure when they agree (the same
+    prepared data), else each; "—" for a run made before the baseline existed."""
+    runs = {"ours": seed, "tuned": tuned}
+    values = {name: run.baseline_accuracy for name, run in runs.items() if run is not None}
+    if len(set(values.values())) <= 1:
+        return _figure(next(iter(values.values()), None))
+    return " / ".join(f"{name} {_figure(value)}" for name, value in values.items())
 
 
 def _tuned_summary(experiment: Experiment, tuned: Outcome | None, seed: Outcome | None) -> str:
@@ -116,19 +127,21 @@ def render_results(experiments: Sequence[Experiment], outcomes: Mapping[str, Out
         "",
         "The bold figure is on the split the tutorial reported (its metric column); the other split",
         "is in brackets. *Ours* uses the tutorial's settings; *tuned* is the same experiment after an",
-        "Optuna study, and the last column lists the train values it used that differ from the seed",
-        "run's. \"not run\" means MLflow holds no evaluated run.",
+        "Optuna study, and *tuned values* lists the train values it used that differ from the seed",
+        "run's. \"not run\" means MLflow holds no evaluated run. The last column is the test accuracy",
+        "of the linear baseline the evaluate stage fits beside every run (TF-IDF n-grams of the same",
+        "tokens + LogisticRegression, on train + val; see docs/stages.md); \"—\" for runs made before it.",
         "",
         f"![The tutorials' figures, ours, ours tuned]({FIGURE})",
         "",
-        "| experiment | metric | tutorial | ours | ours, tuned | tuned values |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| experiment | metric | tutorial | ours | ours, tuned | tuned values | linear baseline (test) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for e in experiments:
         seed, tuned = outcomes.get(e.run_name(False)), outcomes.get(e.run_name(True))
         lines.append(f"| `{e.name}`: {e.title} | {e.seed.metric} | {_figure(e.seed.value)} | "
                      f"{_ours(seed, e.seed.metric)} | {_ours(tuned, e.seed.metric)} | "
-                     f"{_tuned_summary(e, tuned, seed)} |")
+                     f"{_tuned_summary(e, tuned, seed)} | {_baseline(seed, tuned)} |")
     lines += ["", "## The from-scratch NumPy RNN", ""]
     reference = outcomes.get(REFERENCE_TAG)
     if reference is None:

@@ -1,17 +1,25 @@
-"""A trained model on the test split: scores (loss, accuracy, macro-F1, per class), ROC, plots."""
+"""A trained model on the test split: scores (loss, accuracy, macro-F1, per class), ROC, plots, and
+the most confident mistakes with their text."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
 from pipeline.core.atomic import atomic_file, write_png
+from pipeline.core.config import DatasetParams
 from pipeline.core.errors import StageError
 from pipeline.core.plotting import hangul_font
 from pipeline.data.sequences import shorten
 from pipeline.model.files import load_model_file
 from pipeline.model.inference import predict_proba
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MISTAKE_COLUMNS = ["id", "text", "actual", "predicted", "probability"]
 
 
 def scores(y: np.ndarray, proba: np.ndarray, labels: list[str]) -> dict:
@@ -86,6 +94,7 @@ def _trained_maxlen(model_dir: Path) -> int:
 
 
 def evaluate(model_dir: Path, prepared_dir: Path, batch_size: int) -> tuple[dict, np.ndarray, np.ndarray, list[str]]:
+    """scores() of the model on the test split, its labels y, its probabilities, the label names."""
     if not (model_dir / "model.keras").is_file():
         raise StageError(f"{model_dir}/model.keras: missing; run the train stage first (dvc repro train)")
     model = load_model_file(model_dir / "model.keras",
@@ -101,3 +110,72 @@ def evaluate(model_dir: Path, prepared_dir: Path, batch_size: int) -> tuple[dict
     x, y, lengths = split["x"], split["y"], split["length"]
     proba = predict_proba(model, x, lengths, prep["padding"], batch_size)
     return scores(y, proba, labels), y, proba, labels
+
+
+def mistakes(ids: np.ndarray, y: np.ndarray, proba: np.ndarray, labels: list[str], texts: Mapping[str, str],
+             limit: int) -> pd.DataFrame:
+    """The `limit` most confident wrong predictions, most confident first (ties in split order):
+    id, text, actual label, predicted label, probability of the prediction."""
+    import pandas as pd
+
+    pred = proba.argmax(1)
+    confidence = proba[np.arange(len(pred)), pred]
+    wrong = np.flatnonzero(pred != y)
+    rows = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
+    return pd.DataFrame({"id": [str(ids[i]) for i in rows], "text": [texts.get(str(ids[i]), "") for i in rows],
+                         "actual": [labels[y[i]] for i in rows], "predicted": [labels[pred[i]] for i in rows],
+                         "probability": [round(float(confidence[i]), 6) for i in rows]}, columns=MISTAKE_COLUMNS)
+
+
+def raw_texts(ids: np.ndarray, raw_dir: Path, dataset: DatasetParams,
+              tokens: Mapping[str, list[str]]) -> tuple[dict[str, str], bool]:
+    """id -> the raw text (data/raw, as the download stage left it), and whether data/raw was read.
+
+    Without data/raw (a stage run by hand after `dvc gc`, or a copy of the repo without it) the
+    tokens joined by spaces stand in, which is still readable; so does any id the raw data lacks.
+    """
+    from pipeline.data.readers import load_documents
+
+    wanted = {str(i) for i in ids}
+    found: dict[str, str] = {}
+    have_raw = (raw_dir / "manifest.json").is_file()
+    if have_raw:
+        docs = load_documents(raw_dir, dataset)
+        docs = docs[docs["id"].isin(wanted)].drop_duplicates("id")
+        found = dict(zip(docs["id"], docs["text"]))
+    return {i: found.get(i) or " ".join(tokens.get(i, ())) for i in wanted}, have_raw
+
+
+def write_mistakes(table: pd.DataFrame, target: Path) -> None:
+    with atomic_file(target) as tmp:
+        table.to_csv(tmp, index=False, encoding="utf-8")
+
+
+def per_class_png(per_class: Mapping[str, Mapping[str, float]], target: Path,
+                  baseline: Mapping[str, Mapping[str, float]] | None = None) -> None:
+    """Precision, recall and F1 per class as grouped bars (and the baseline's F1 beside them when given)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(per_class)
+    series = {name: [per_class[c][m] for c in labels] for m, name in (("precision", "precision"),
+                                                                        ("recall", "recall"), ("f1", "F1"))}
+    if baseline:
+        series["baseline F1"] = [baseline.get(c, {}).get("f1", 0.0) for c in labels]
+    plt.rcParams["font.family"] = hangul_font() or plt.rcParams["font.family"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(series) * len(labels) + 2), 4.5))
+    width = 0.8 / len(series)
+    colours = ("#4c72b0", "#55a868", "#c44e52", "#999999")
+    for k, (name, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(labels)) + (k - (len(series) - 1) / 2) * width, values, width, label=name,
+               color=colours[k])
+    support = [int(per_class[c].get("support", 0)) for c in labels]
+    ax.set_xticks(range(len(labels)), [f"{c}\n({n})" for c, n in zip(labels, support)],
+                  rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center")
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("score")
+    ax.set_title("precision, recall, F1 per class (test; support in brackets)")
+    ax.legend(loc="upper center", ncol=len(series), fontsize=8, frameon=False)
+    fig.tight_layout()
+    write_png(fig, target, dpi=100)
