@@ -247,6 +247,11 @@ def test_trial_0_is_the_baseline_whoever_opens_the_study(project, first):
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     assert [t.number for t in trials if t.user_attrs.get("baseline")] == [0]
     assert trials[0].params == {"model.units": 8, "learning_rate": 0.001, "maxlen": 12}
+    # What tuning gained over params.yaml's values, on validation (the best is never worse).
+    summary = json.loads((project / "tune" / "study.json").read_text())
+    gain = summary["gain"]
+    assert gain["baseline_trial"] == 0 and gain["baseline_value"] == trials[0].value
+    assert gain["improvement"] == pytest.approx(summary["best"]["value"] - trials[0].value) and gain["improvement"] >= 0
 
 
 def test_a_baseline_enqueued_twice_by_a_race_is_run_once(project):
@@ -382,3 +387,33 @@ def test_two_workers_on_one_postgresql_server(project, postgres_url, monkeypatch
     study, errors = two_workers_then_main(project, postgres_url, False, monkeypatch, capsys)
     check_shared_study(study, errors, project)
     assert json.loads((project / "tune" / "study.json").read_text())["storage"].startswith("postgresql://optuna@")
+
+
+def test_folds_cover_train_and_val_once_stratified_and_never_test():
+    from helpers.tinydata import tiny_data
+    from pipeline.tuning.objective import fold_splits
+
+    data = tiny_data()
+    parts = fold_splits(data, 4, seed=1)
+    pool = np.concatenate([data.train["x"], data.val["x"]])
+    seen = np.concatenate([p.val["x"] for p in parts])
+    assert len(seen) == len(pool) and sorted(map(bytes, seen)) == sorted(map(bytes, pool))
+    share = np.concatenate([data.train["y"], data.val["y"]]).mean()
+    for p in parts:
+        assert len(p.train["y"]) + len(p.val["y"]) == len(pool)
+        assert abs(p.val["y"].mean() - share) < 0.05, "stratified: each fold has the pool's class shares"
+    again = fold_splits(data, 4, seed=1)   # seeded
+    assert all(np.array_equal(a.val["x"], b.val["x"]) for a, b in zip(parts, again))
+
+
+def test_a_cross_validated_study_scores_each_trial_on_every_fold(project):
+    from pipeline.stages.tune import main
+
+    write_project(project, n_trials=2, epochs=1, pruner="none", folds=3, study_name="cv")
+    assert main(["--no-track"]) == 0
+    trials = optuna.load_study(study_name="cv", storage="sqlite:///tune/optuna.db").get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for t in trials:
+        assert len(t.user_attrs["fold_values"]) == 3
+        assert t.value == pytest.approx(np.mean(t.user_attrs["fold_values"]), abs=1e-6)
+        assert list(t.intermediate_values) == [0, 1, 2]   # the pruner saw the running mean per fold

@@ -166,6 +166,7 @@ def _smoothed_loss(binary: bool, smoothing: float):
     import keras
     import tensorflow as tf
 
+    @tf.autograph.experimental.do_not_convert   # plain Python branching on `binary`; nothing to convert
     def loss(y, p):
         if binary:
             return keras.losses.binary_crossentropy(tf.cast(tf.reshape(y, [-1, 1]), p.dtype), p,

@@ -90,11 +90,15 @@ def _body(params: Params, args) -> None:
         mlflow.set_tags({"tune.best_trial": str(best["trial"]), "tune.best_value": f"{best['value']:.6g}",
                          "tune.best_run_id": str(best["mlflow_run_id"])})
         mlflow.log_metrics({"tune/best_value": best["value"],
+                            **({"tune/gain_over_params_yaml": info["gain"]["improvement"]} if info["gain"] else {}),
                             **{f"tune/trials/{k}": v for k, v in info["trials"].items()}})
         tracking.log_files([paths.BEST_PARAMS, paths.TUNE_SUMMARY, paths.TRIALS_CSV], "tune")
         tracking.log_files([paths.TUNE_PLOTS_DIR / f"{p}.png" for p in PLOTS], "tune/plots")
     t = info["trials"]
-    say(f"best trial {best['trial']}: {cfg.metric} {best['value']:.4f} with {best['params']} "
+    g = info["gain"]
+    over = (f"; {'+' if g['improvement'] >= 0 else ''}{g['improvement']:.4f} over params.yaml's values "
+            f"(trial {g['baseline_trial']}: {g['baseline_value']:.4f})") if g else ""
+    say(f"best trial {best['trial']}: {cfg.metric} {best['value']:.4f}{over} with {best['params']} "
         f"({t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed) -> {paths.BEST_PARAMS}")
 
 

@@ -98,17 +98,26 @@ class Objective:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
         monitor = metric.replace("/", "_")   # Keras-style log name, as the callback expects
         pruning = KerasPruningCallback(trial, monitor=monitor)
+        folds = self.params.tune.folds
 
-        def on_epoch_end(epoch: int, row: dict) -> None:
+        def on_epoch_end(epoch: int, row: dict, fold: int | None = None) -> None:
             if run:
-                mlflow.log_metrics({k: v for k, v in row.items() if "/" in k}, step=epoch + 1)
+                prefix = "" if fold is None else f"fold_{fold}/"
+                mlflow.log_metrics({prefix + k: v for k, v in row.items() if "/" in k}, step=epoch + 1)
             trial.set_user_attr("epochs", epoch + 1)
-            pruning.on_epoch_end(epoch, {monitor: row[metric]})
+            if fold is None:   # with folds, the pruner sees each fold's result instead (cross_validate)
+                pruning.on_epoch_end(epoch, {monitor: row[metric]})
 
         started = time.perf_counter()
         try:
-            result = fit(self.data.cut(cfg.maxlen), cfg, self.strategy, on_epoch_end=on_epoch_end,
-                         progress=self.progress)
+            if folds > 1:
+                value, best_epoch = cross_validate(self.data.cut(cfg.maxlen), cfg, self.strategy, folds, metric,
+                                                   self.params.tune.sampler_seed, trial, on_epoch_end,
+                                                   self.progress)
+            else:
+                result = fit(self.data.cut(cfg.maxlen), cfg, self.strategy, on_epoch_end=on_epoch_end,
+                             progress=self.progress)
+                value, best_epoch = float(result.history[result.best_epoch - 1][metric]), result.best_epoch
         except BaseException as exc:
             import optuna
 
@@ -122,14 +131,51 @@ class Objective:
                 _end_trial_run(run, "FAIL", seconds, reason)
             raise   # Ctrl-C: the stage run ends the nested run KILLED
         seconds = time.perf_counter() - started
-        kept = result.history[result.best_epoch - 1]
-        value = float(kept[metric])
         trial.set_user_attr("seconds", round(seconds, 2))
-        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("best_epoch", best_epoch)
         if run:
-            mlflow.log_metrics({"trial/value": value, "trial/best_epoch": result.best_epoch})
+            mlflow.log_metrics({"trial/value": value, "trial/best_epoch": best_epoch})
         _end_trial_run(run, "COMPLETE", seconds)
         return value
+
+
+def fold_splits(data: Prepared, folds: int, seed: int) -> list[Prepared]:
+    """Train+val cut into `folds` stratified, seeded folds: each fold is the validation split of one
+    Prepared whose training split is the rest. (The test split is never seen.)"""
+    import dataclasses
+
+    from sklearn.model_selection import StratifiedKFold
+
+    pool = {name: np.concatenate([data.train[name], data.val[name]]) for name in data.train if name in data.val}
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [dataclasses.replace(data, train={k: v[fit_rows] for k, v in pool.items()},
+                                val={k: v[val_rows] for k, v in pool.items()})
+            for fit_rows, val_rows in splitter.split(pool["y"], pool["y"])]
+
+
+def cross_validate(data: Prepared, cfg: TrainParams, strategy, folds: int, metric: str, seed: int, trial,
+                   on_epoch_end, progress) -> tuple[float, int]:
+    """The metric averaged over k folds of train+val (and the median kept epoch).
+
+    A 214-row validation split moves accuracy in steps of 0.47 points, too coarse to tell two
+    configurations apart; k folds score every train+val row once. The pruner sees the running
+    mean after each fold (its steps are folds here, not epochs).
+    """
+    import optuna
+
+    from pipeline.model.training import fit
+
+    values, epochs = [], []
+    for k, part in enumerate(fold_splits(data, folds, seed)):
+        result = fit(part, cfg, strategy, on_epoch_end=lambda e, row, k=k: on_epoch_end(e, row, k),
+                     progress=progress)
+        values.append(float(result.history[result.best_epoch - 1][metric]))
+        epochs.append(result.best_epoch)
+        trial.report(float(np.mean(values)), step=k)
+        if k < folds - 1 and trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after fold {k + 1} of {folds}")
+    trial.set_user_attr("fold_values", [round(v, 6) for v in values])
+    return float(np.mean(values)), int(np.median(epochs))
 
 
 def _end_trial_run(run, state: str, seconds: float, reason: str = "") -> None:

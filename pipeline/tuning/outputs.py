@@ -31,7 +31,22 @@ def summary(study, url: str, metric: str) -> dict:
         out["best"] = {"trial": best.number, "value": best.value, "params": best.params,
                        "best_epoch": best.user_attrs.get("best_epoch"),
                        "mlflow_run_id": best.user_attrs.get("mlflow_run_id")}
+        out["gain"] = gain(complete, best, metric)
     return out
+
+
+def gain(complete: list, best, metric: str) -> dict | None:
+    """What tuning found over params.yaml's own values (the baseline trial), on validation.
+
+    Positive is better whichever the direction (for a loss, the decrease). None when the baseline
+    trial did not complete (pruned, failed, or a study from before it was enqueued).
+    """
+    start = next((t for t in complete if t.user_attrs.get(studies.BASELINE)), None)
+    if start is None:
+        return None
+    sign = -1.0 if studies.direction(metric) == "minimize" else 1.0
+    return {"baseline_trial": start.number, "baseline_value": start.value, "best_value": best.value,
+            "improvement": sign * (best.value - start.value)}
 
 
 def trials_table(study):

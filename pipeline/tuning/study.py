@@ -104,6 +104,8 @@ def study_name(params: Params, trial_train: TrainParams, data_key: str) -> str:
     train = {k: v for k, v in to_dict(trial_train).items() if k not in _NOT_OBJECTIVE}
     objective = {"space": to_dict(cfg.space), "metric": cfg.metric, "epochs": cfg.epochs,
                  "subsample": cfg.subsample, "train": train, "data": data_key}
+    if cfg.folds > 1:   # only then: studies made before tune.folds existed keep their names
+        objective["folds"] = cfg.folds
     digest = hashlib.sha256(json.dumps(objective, sort_keys=True).encode()).hexdigest()[:10]
     return f"textclf-{params.dataset.name}-{digest}"
 
