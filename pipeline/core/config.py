@@ -208,6 +208,7 @@ class TuneParams(_Section):
     epochs: int = Field(10, ge=0, le=10000)       # per trial; 0: train.epochs
     subsample: float = Field(1.0, gt=0, le=1)     # of the training split
     metric: Literal["val/accuracy", "val/loss"] = "val/accuracy"
+    folds: int = Field(1, ge=1, le=20)            # 1: the validation split; k: stratified k-fold over train+val
     sampler_seed: int = 42
     startup_trials: int = Field(5, ge=0, le=100000)   # random trials before TPE
     pruner: Literal["median", "hyperband", "none"] = "median"
