@@ -132,6 +132,13 @@ class VocabParams(_Section):
     min_freq: int = Field(2, ge=1)
 
 
+class SubwordParams(_Section):
+    """sentencepiece pieces of each token (pipeline/data/subword.py), trained on the training split only."""
+    model: Literal["none", "unigram", "bpe"] = "none"   # none: the tokens themselves
+    vocab_size: int = Field(8000, ge=16, le=1_000_000)   # pieces wanted (fewer when the data has fewer)
+    character_coverage: float = Field(0.9995, gt=0, le=1)   # rarer characters become <unk>
+
+
 class PrepareParams(_Section):
     seed: int = 42
     val_size: float = Field(0.1, gt=0, lt=1)
@@ -143,6 +150,7 @@ class PrepareParams(_Section):
     # sequences; pre padding silently falls back to the step-by-step loop on GPUs.
     padding: Literal["pre", "post"] = "post"
     truncating: Literal["pre", "post"] = "pre"   # pre: keep a long text's end
+    subword: SubwordParams = Field(default_factory=SubwordParams)
 
 
 class ModelParams(_Section):

@@ -3,7 +3,8 @@
 {train,val,test}.npz (x: int32 [n, maxlen], y: int32, length: tokens kept after truncation,
 raw_length: tokens before it, id), vocab.json (token -> id; PAD=0, OOV=1), labels.json (class id ->
 label), params.json (the dataset, tokenize and prepare params), preprocess.json (how raw text
-becomes tokens: what a model needs to label new text).
+becomes tokens: what a model needs to label new text; with prepare.subword, its `subword` entry
+holds the sentencepiece model that cuts the tokens into the pieces the vocabulary holds).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pipeline.core import paths
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import StageError
 from pipeline.data.sequences import shorten
+from pipeline.data.subword import SUBWORD_KEY, Subword
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,11 @@ def data_fingerprint(prepared_dir: Path) -> str:
 
 
 def write_prepared(folder: Path, arrays: dict, vocab: dict, labels: list[str], record: dict,
-                   preprocess: dict) -> None:
-    """The whole folder, atomically: `record` is the params that made it (params.json)."""
+                   preprocess: dict, subword: Subword | None = None) -> None:
+    """The whole folder, atomically: `record` is the params that made it (params.json); a subword
+    model goes into preprocess.json, so it travels wherever the preprocessing does."""
+    if subword is not None:
+        preprocess = {**preprocess, SUBWORD_KEY: subword.spec()}
     def dump(target: Path, data, indent: int | None = None) -> None:
         target.write_text(json.dumps(data, ensure_ascii=False, indent=indent) + "\n", encoding="utf-8")
 

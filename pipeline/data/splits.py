@@ -1,6 +1,8 @@
-"""Token lists to split, encoded arrays: label ids, stratified seeded splits, the vocabulary of the
-training split only, padding (the prepare stage's work, as plain functions)."""
+"""Token lists to split, encoded arrays: label ids, stratified seeded splits, the subword model and
+the vocabulary of the training split only, padding (the prepare stage's work, as plain functions)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -9,6 +11,7 @@ from pipeline.core.config import PrepareParams
 from pipeline.core.errors import DataError
 from pipeline.core.seed import set_seed
 from pipeline.data.sequences import build_vocab, encode_pad, length_percentiles
+from pipeline.data.subword import Subword, train_subword
 
 SPLITS = ("train", "val", "test")
 
@@ -61,8 +64,26 @@ def split_indices(y: np.ndarray, official: np.ndarray | None, cfg: PrepareParams
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
+@dataclass(frozen=True)
+class Preparation:
+    """What prepare makes: arrays per split, vocabulary, label names, stats, and the subword model
+    (None for prepare.subword.model none)."""
+    arrays: dict
+    vocab: dict
+    names: list[str]
+    stats: dict
+    subword: Subword | None = None
+
+
 def prepare(tokens: pd.DataFrame, cfg: PrepareParams) -> tuple[dict, dict, list[str], dict]:
-    """Arrays per split, vocabulary, label names, stats."""
+    """Arrays per split, vocabulary, label names, stats (prepare_all without the subword model)."""
+    done = prepare_all(tokens, cfg)
+    return done.arrays, done.vocab, done.names, done.stats
+
+
+def prepare_all(tokens: pd.DataFrame, cfg: PrepareParams) -> Preparation:
+    """Split; then, from the training split only, the subword model (prepare.subword) and the
+    vocabulary; then every split cut into its units (tokens, or their pieces), encoded and padded."""
     set_seed(cfg.seed)
     names = label_names(tokens["label"])
     y_all = tokens["label"].map({n: i for i, n in enumerate(names)}).to_numpy(np.int32)
@@ -71,9 +92,15 @@ def prepare(tokens: pd.DataFrame, cfg: PrepareParams) -> tuple[dict, dict, list[
         official = (tokens["split"] == "test").to_numpy()
     idx = split_indices(y_all, official, cfg, names)
     token_lists = tokens["tokens"].to_numpy()
+    train_token_types = len({t for toks in token_lists[idx["train"]] for t in toks})
+    subword = None
+    if cfg.subword.model != "none":
+        subword = train_subword(token_lists[idx["train"]], cfg.subword, cfg.seed)
+        units = np.empty(len(token_lists), dtype=object)
+        units[:] = subword.pieces(token_lists)
+        token_lists = units
     vocab = build_vocab(token_lists[idx["train"]], cfg.vocab.max_size, cfg.vocab.min_freq)
-    arrays, stats = {}, {"splits": {}, "vocab_size": len(vocab),
-                         "train_token_types": len({t for toks in token_lists[idx["train"]] for t in toks}),
+    arrays, stats = {}, {"splits": {}, "vocab_size": len(vocab), "train_token_types": train_token_types,
                          "test_split": "official" if official is not None
                          else "stratified"}
     for split in SPLITS:
@@ -93,4 +120,12 @@ def prepare(tokens: pd.DataFrame, cfg: PrepareParams) -> tuple[dict, dict, list[
     stats["maxlen"] = cfg.maxlen
     stats["maxlen_covers_train_rows"] = round(
         float((arrays["train"]["raw_length"] <= cfg.maxlen).mean()), 4)
-    return arrays, vocab, names, stats
+    if subword is not None:
+        train_tokens = sum(len(t) for t in tokens["tokens"].to_numpy()[idx["train"]])
+        train_pieces = int(arrays["train"]["raw_length"].sum())
+        stats["subword"] = {
+            "model": subword.model, "pieces": subword.size,
+            "train_pieces_per_document": round(train_pieces / max(len(idx["train"]), 1), 2),
+            "train_pieces_per_token": round(train_pieces / max(train_tokens, 1), 3),
+        }
+    return Preparation(arrays, vocab, names, stats, subword)

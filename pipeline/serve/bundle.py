@@ -4,9 +4,10 @@
   vocab.json       token -> id (0 = padding, 1 = out of vocabulary)
   labels.json      class id -> label name
   params.json      the train params (train.maxlen) and the prepared data's (maxlen, padding, truncating)
-  preprocess.json  the tokenize params (normaliser, analyzer, POS filters) and the resolved stopwords
+  preprocess.json  the tokenize params (normaliser, analyzer, POS filters) and the resolved stopwords;
+                   with prepare.subword, the sentencepiece model that cut the tokens into pieces
 The train stage writes it (`save_bundle`); serving reads it (`load_encoder`): the text goes through
-tokenize_texts and encode_pad, the functions the tokenize and prepare stages ran.
+tokenize_texts, Subword.pieces and encode_pad, the functions the tokenize and prepare stages ran.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import numpy as np
 from pipeline.core.config import ParamsError, TokenizeParams, TrainParams, parse_params, to_dict
 from pipeline.core.errors import StageError
 from pipeline.data.sequences import encode_pad
+from pipeline.data.subword import SUBWORD_KEY, Subword
 from pipeline.text.analyzers import shared
 from pipeline.text.tokenizer import MemoryCache, analyzer_spec, tokenize_texts
 
@@ -49,11 +51,14 @@ class Encoder:
     truncating: str
     # Analyses reused across batches: repeated texts and (Okt) repeated words are analysed once.
     memory: MemoryCache = dataclasses.field(default_factory=MemoryCache, compare=False)
+    subword: Subword | None = None   # prepare.subword's model: tokens -> the pieces the vocabulary holds
 
     def tokens(self, texts: Sequence[Any]) -> list[list[str]]:
+        """The units the vocabulary holds: the analyzer's tokens, or their subword pieces."""
         found, _ = tokenize_texts([as_text(t) for t in texts], self.tokenize, None, self.stopwords,
                                   progress=False, memory=self.memory)
-        return [t or [] for t in found]
+        found = [t or [] for t in found]
+        return found if self.subword is None else self.subword.pieces(found)
 
     def encode(self, texts: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         """Ids [n, maxlen] and token counts (0: nothing left of the text)."""
@@ -117,8 +122,11 @@ def load_encoder(folder: Path) -> Encoder:
     kind = "thread" if analyzer.thread_safe else "process"
     cfg = cfg.model_copy(update={"stopwords_file": "", "worker_kind": kind,
                                  "workers": cfg.workers if kind == "thread" else 1})
+    subword = None
+    if spec.get(SUBWORD_KEY) is not None:
+        subword = Subword.from_spec(spec[SUBWORD_KEY], f"{folder / 'preprocess.json'}")
     return Encoder(cfg, frozenset(spec.get("stopwords", ())), _read_json(folder, "vocab.json"), maxlen,
-                   padding, truncating)
+                   padding, truncating, subword=subword)
 
 def save_bundle(folder: Path, model, prepared_dir: Path, cfg: TrainParams) -> None:
     """What pipeline/predictor.py needs to label raw text: the model and how its input was made."""

