@@ -25,7 +25,7 @@ from pipeline.data.prepared import load_prepared  # noqa: E402
 from pipeline.data.sequences import shorten  # noqa: E402
 from pipeline.model.inference import predict_proba  # noqa: E402
 from pipeline.model.strategies import make_strategy  # noqa: E402
-from pipeline.model.training import fit  # noqa: E402
+from pipeline.model.training import fit_ensemble  # noqa: E402
 
 CONFIGS = {
     "last": {},
@@ -38,6 +38,9 @@ CONFIGS = {
     "concat+reg+cosine": {"model.pooling": "concat", "model.embedding_dropout": 0.2, "label_smoothing": 0.1,
                           "clip_norm": 1.0, "lr_schedule": "cosine", "warmup_epochs": 1.0,
                           "learning_rate": 0.001},
+    "concat+reg x5": {"model.pooling": "concat", "model.embedding_dropout": 0.2, "label_smoothing": 0.1,
+                      "clip_norm": 1.0, "ensemble": 5},
+    "attention x5": {"model.pooling": "attention", "ensemble": 5},
 }
 
 
@@ -57,11 +60,14 @@ def main() -> int:
         accs = []
         started = time.perf_counter()
         for seed in range(args.seeds):
-            cfg = override(params.train, CONFIGS[name], name).model_copy(update={"seed": params.train.seed + seed})
+            options = dict(CONFIGS[name])
+            members = options.pop("ensemble", params.train.ensemble)   # not a tunable key: set directly
+            cfg = override(params.train, options, name).model_copy(
+                update={"seed": params.train.seed + seed, "ensemble": members})
             set_seed(cfg.seed)
             cut = data.cut(cfg.maxlen)
-            result = fit(cut, cfg, strategy, progress=False)
-            val = result.history[result.best_epoch - 1]["val/accuracy"]
+            result = fit_ensemble(cut, cfg, strategy, progress=False)
+            val = result.best["val/accuracy"]
             test = shorten(test_split, cfg.maxlen, data.padding, data.truncating) if cfg.maxlen else test_split
             proba = predict_proba(result.model, test["x"], test["length"], data.padding, 256)
             accs.append((val, float((proba.argmax(1) == test["y"]).mean())))

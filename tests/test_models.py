@@ -18,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings(
 # The model the formulas below are worked out for unless a test says otherwise: one one-way layer,
 # no dropout, no hidden Dense (the code's defaults are params.yaml's BiGRU(64) with both).
 BASE = {"cell": "gru", "bidirectional": False, "layers": 1, "units": 64, "embedding_dim": 128, "one_hot": False,
-        "dropout": 0.0, "recurrent_dropout": 0.0, "dense_units": 0, "mask": True}
+        "dropout": 0.0, "recurrent_dropout": 0.0, "dense_units": 0, "mask": True, "pooling": "last"}
 
 
 def hp(**overrides) -> ModelParams:

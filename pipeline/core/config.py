@@ -167,7 +167,7 @@ class ModelParams(_Section):
     mask: bool = True                 # skip padded steps (mask_zero)
     # How the last recurrent layer's outputs become one vector: its final state (last), max or mean
     # over the steps, last+max+mean (ULMFiT's concat pooling), or additive attention; masks respected.
-    pooling: Literal["last", "max", "mean", "concat", "attention"] = "last"
+    pooling: Literal["last", "max", "mean", "concat", "attention"] = "attention"
     embedding_dropout: float = Field(0.0, ge=0, lt=1)   # SpatialDropout1D: whole embedding channels
 
 
@@ -191,7 +191,7 @@ class TrainParams(_Section):
     lr_schedule: Literal["constant", "cosine"] = "constant"   # cosine: linear warm-up, then cosine decay to 0
     warmup_epochs: float = Field(0.0, ge=0, le=1000)          # cosine only
     label_smoothing: float = Field(0.0, ge=0, lt=1)          # training loss only; reported losses are plain
-    ensemble: int = Field(1, ge=1, le=32)        # members (seeds seed..seed+n-1), probabilities averaged in one model
+    ensemble: int = Field(3, ge=1, le=32)        # members (seeds seed..seed+n-1), probabilities averaged in one model
 
 
 # Keys of the train section a study may vary (tune.space); the rest define the experiment itself.
@@ -232,6 +232,8 @@ class TuneParams(_Section):
             "model.units": {"type": "int", "low": 16, "high": 128, "log": True},
             "model.embedding_dim": {"type": "int", "low": 32, "high": 256, "log": True},
             "model.dropout": {"type": "float", "low": 0.0, "high": 0.6},
+            "model.pooling": {"type": "categorical", "choices": ["last", "max", "mean", "concat", "attention"]},
+            "model.embedding_dropout": {"type": "float", "low": 0.0, "high": 0.3},
             "model.dense_units": {"type": "categorical", "choices": [0, 16, 64]},
             "optimizer": {"type": "categorical", "choices": ["adam", "rmsprop"]},
             "learning_rate": {"type": "float", "low": 0.0001, "high": 0.003, "log": True},

@@ -50,7 +50,9 @@ def tiny_params() -> dict:
     params["prepare"]["vocab"]["min_freq"] = 1
     params["train"]["model"].update(cell="gru", units=8, embedding_dim=8, dense_units=0, bidirectional=False,
                                     layers=1, dropout=0.0)
-    params["train"].update(epochs=2, batch_size=8)
+    # One model, not params.yaml's ensemble of 3: the tests that kill and resume training follow one
+    # learning curve (tests/test_train.py trains ensembles); the pooling stays params.yaml's.
+    params["train"].update(epochs=2, batch_size=8, ensemble=1)
     params["tune"].update(n_trials=2, epochs=1, startup_trials=1,
                           space={"model.units": {"type": "int", "low": 4, "high": 8},
                                  "maxlen": {"type": "int", "low": 8, "high": 12, "step": 4}})

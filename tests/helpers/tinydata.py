@@ -10,7 +10,8 @@ import numpy as np
 # Spelled out in full because the code's defaults are params.yaml's (a bidirectional GRU(64), dropout
 # 0.5, a hidden Dense(16)): a test says which model it trains.
 TINY_MODEL = {"cell": "gru", "bidirectional": False, "layers": 1, "units": 8, "embedding_dim": 8,
-              "one_hot": False, "dropout": 0.0, "recurrent_dropout": 0.0, "dense_units": 0, "mask": True}
+              "one_hot": False, "dropout": 0.0, "recurrent_dropout": 0.0, "dense_units": 0, "mask": True,
+              "pooling": "last", "embedding_dropout": 0.0}
 
 
 def tiny_model(**overrides):
@@ -25,7 +26,7 @@ def tiny_train(**overrides):
     from pipeline.core.config import TrainParams
 
     values = {"model": tiny_model(), "epochs": 3, "batch_size": 16, "optimizer": "adam",
-              "learning_rate": 0.001, "early_stopping_patience": 0, "seed": 3, **overrides}
+              "learning_rate": 0.001, "early_stopping_patience": 0, "seed": 3, "ensemble": 1, **overrides}
     return TrainParams(**values)
 
 
