@@ -13,11 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -25,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.httpsite import free_port
+from helpers.serving import model_server
 
 # The server cases are marked integration one by one (the in-process ones are unit tests); the xdist
 # groups come from conftest.py by fixture: `served` needs repro_project ("repro"), `tiny_pyfunc`
@@ -102,32 +97,8 @@ def post(url: str, body: dict) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def served(repro_project, tmp_path_factory):
     """`mlflow models serve` of the project's registered model on 127.0.0.1: its /invocations URL."""
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    port = free_port()
-    log = log_path.open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL_URI, "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=repro_project.root, env={**repro_project.env, "MLFLOW_TRACKING_URI": repro_project.tracking_uri},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert server.poll() is None, log_path.read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            assert time.monotonic() < deadline, "the server did not answer /ping within 240 s"
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/invocations"
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
-        log.close()
+    with model_server(repro_project, MODEL_URI, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+        yield url
 
 
 def assert_same_answers(answers: list[dict], expected: list[dict]) -> None:

@@ -7,11 +7,6 @@ its train stage registered as textclf-table version 1 in the project's own store
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -19,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.httpsite import free_port
 from helpers.project import TOPICS, Project
+from helpers.serving import model_server
 
 pytestmark = pytest.mark.integration
 
@@ -106,35 +101,11 @@ def test_mlflow_models_serve_answers_raw_korean_text(repro_project, tmp_path):
     from pipeline.serve.predictor import Classifier
 
     root = repro_project.root
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL_URI, "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=root, env={**repro_project.env, "MLFLOW_TRACKING_URI": repro_project.tracking_uri},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            assert time.monotonic() < deadline, "the server did not answer /ping within 240 s"
-            time.sleep(0.5)
+    with model_server(repro_project, MODEL_URI, tmp_path / "serve.log") as url:
         long_text = "여권 재발급 신청 절차 " * 20_000          # 240,000 characters: cut to tokenize.max_chars
         texts = ["전입 신고 서류 안내 부탁드립니다", "", long_text, "창업 자금 융자 신청은 어떻게 하나요"]
-        url = f"http://127.0.0.1:{port}/invocations"
         records = post(url, {"dataframe_records": [{"text": t} for t in texts]})["predictions"]
         listed = post(url, {"inputs": texts})["predictions"]
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
-        log.close()
     assert records == listed and len(records) == 4
     expected = Classifier.load(root / "models").predict(texts)
     assert [r["predicted"] for r in records] == expected["predicted"].tolist()
