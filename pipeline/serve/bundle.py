@@ -30,7 +30,6 @@ from pipeline.text.analyzers import shared
 from pipeline.text.tokenizer import MemoryCache, analyzer_spec, tokenize_texts
 
 BUNDLE_FILES = ("model.keras", "vocab.json", "labels.json", "params.json", "preprocess.json")
-# A .keras file is a zip archive of these (and metadata.json).
 
 
 def as_text(value: Any) -> str:
