@@ -5,8 +5,13 @@ lists of data/tokens.parquet (not the vocabulary-cut, maxlen-truncated ids the R
 what someone trying a baseline would use), joined to the prepared split by id. It is fitted on the
 train and val rows together (the RNN learns from train and uses val to stop early and to tune; the
 baseline has nothing to tune) and scored on the test rows with the same `scores()` as the RNN, so
-the two sets of figures are comparable. Deterministic: the lbfgs solver draws no random numbers,
-and the seed is fixed for the solvers that would.
+the two sets of figures are comparable. Deterministic: liblinear's coordinate descent is seeded.
+
+The classifier is one logistic regression per class (one-vs-rest), each solved by liblinear in the
+dual. n-gram TF-IDF gives far more columns than rows (Reuters: 444,526 columns for 8,982 rows), and
+the dual's size is the rows': on Reuters it fits in 50 s where multinomial lbfgs took 286-405 s,
+with test accuracy 0.8206 against 0.8161; on Seoul 120 0.3 s against 6.6 s, the same 0.8738
+(bench/baseline_speed.py). For two classes it is the one plain logistic regression.
 """
 from __future__ import annotations
 
@@ -20,7 +25,6 @@ from pipeline.core.errors import DataError, ParamsError
 from pipeline.model.evaluation import scores
 
 SEED = 0
-MAX_ITER = 5000
 FIT_SPLITS = ("train", "val")
 
 
@@ -55,9 +59,8 @@ def joined(tokens: list[str]) -> str:
 
 def build_baseline(cfg: BaselineParams):
     """An unfitted Pipeline over token lists: a FeatureUnion of word and character TF-IDF, then
-    LogisticRegression (multinomial over more than two classes: lbfgs's default)."""
+    one-vs-rest logistic regression (see the module's docstring for why liblinear's dual)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import FeatureUnion, Pipeline
 
     limit = cfg.max_features or None
@@ -74,8 +77,16 @@ def build_baseline(cfg: BaselineParams):
     if not features:
         raise ParamsError("evaluate.baseline: word_ngrams is 0 and char_ngrams is []: the baseline has no "
                           "features; set either, or evaluate.baseline.enabled: false")
-    return Pipeline([("features", FeatureUnion(features)),
-                     ("classifier", LogisticRegression(C=cfg.c, max_iter=MAX_ITER, random_state=SEED))])
+    return Pipeline([("features", FeatureUnion(features)), ("classifier", classifier(cfg.c))])
+
+
+def classifier(c: float):
+    """One-vs-rest L2 logistic regression, liblinear in the dual (fast when columns outnumber rows)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    return OneVsRestClassifier(LogisticRegression(C=c, solver="liblinear", dual=True, max_iter=1000,
+                                                  random_state=SEED))
 
 
 def read_token_lists(tokens_path: Path) -> dict[str, list[str]]:
