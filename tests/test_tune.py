@@ -417,3 +417,39 @@ def test_a_cross_validated_study_scores_each_trial_on_every_fold(project):
         assert len(t.user_attrs["fold_values"]) == 3
         assert t.value == pytest.approx(np.mean(t.user_attrs["fold_values"]), abs=1e-6)
         assert list(t.intermediate_values) == [0, 1, 2]   # the pruner saw the running mean per fold
+
+
+def test_a_journal_trial_whose_worker_is_gone_is_failed_and_others_are_left(tmp_path):
+    """Journal storage has no heartbeat: fail_dead_trials looks the trial's worker up on this host.
+    Gone: an exited process, and a live pid whose start time differs (a reused pid). Left alone:
+    a running process, this worker's own trial, another host's trial."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from pipeline.core import process
+
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        start = process.started(running.pid)
+        workers = {"exited": f"{process.HOST}:{exited.pid}:{start:.2f}",
+                   "reused pid": f"{process.HOST}:{running.pid}:{start - 3600:.2f}",
+                   "running": f"{process.HOST}:{running.pid}:{start:.2f}",
+                   "running, old format": f"{process.HOST}:{running.pid}",
+                   "this worker": studies.WORKER,
+                   "other host": f"not-{process.HOST}:{exited.pid}:{start:.2f}"}
+        study = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(tmp_path / "j.log"))))
+        numbers = {}
+        for label, worker in workers.items():
+            trial = study.ask()
+            trial.set_user_attr("worker", worker)
+            numbers[label] = trial.number
+        failed = studies.fail_dead_trials(study)
+    finally:
+        running.kill()
+        running.wait()
+    assert sorted(failed) == sorted([numbers["exited"], numbers["reused pid"]])
+    states = {label: study.trials[n].state.name for label, n in numbers.items()}
+    assert states == {"exited": "FAIL", "reused pid": "FAIL", "running": "RUNNING", "running, old format": "RUNNING",
+                      "this worker": "RUNNING", "other host": "RUNNING"}

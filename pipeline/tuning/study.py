@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import sys
 import time
 import warnings
@@ -19,7 +18,7 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from pipeline.core import paths
+from pipeline.core import paths, process
 from pipeline.core.config import Params, SearchDim, TrainParams, TuneParams, to_dict
 from pipeline.core.errors import StageError
 
@@ -30,7 +29,8 @@ DEFAULT_DB = paths.OPTUNA_DB
 HEARTBEAT_SECONDS = 20        # RDB storages: a running trial's worker checks in this often ...
 GRACE_SECONDS = 90            # ... and is declared dead (its trial FAIL) after this long silent
 SCHEMA_ATTEMPTS = 4
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+# host:pid:start time: the start time tells a reused pid from the worker that ran a trial.
+WORKER = f"{process.HOST}:{os.getpid()}:{process.started(os.getpid()) or 0:.2f}"
 # Train keys that do not change what a trial measures: a study resumes across them.
 _NOT_OBJECTIVE = ("distribute", "devices", "use_tuned")
 
@@ -243,23 +243,22 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
         after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         return sorted(before - after)
     failed = []
-    host = WORKER.rsplit(":", 1)[0]
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = str(t.user_attrs.get("worker", ""))
-        if owner.rsplit(":", 1)[0] == host and owner != WORKER and not _alive(int(owner.rsplit(":", 1)[1])):
+        if owner != WORKER and _gone(owner):
             study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
             failed.append(t.number)
     return failed
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _gone(worker: str) -> bool:
+    """Whether a trial's worker ("host:pid:start", or "host:pid" from older versions) ran on this
+    machine and its process no longer exists."""
+    host, _, rest = worker.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != process.HOST or not pid.isdigit():
         return False
-    except PermissionError:
-        return True
-    return True
+    return not process.alive(int(pid), float(start) if start and float(start) > 0 else None)
 
 
 def say(message: str) -> None:
