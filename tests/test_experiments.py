@@ -18,6 +18,7 @@ from pipeline.core.config import check_params, load_params, to_dict
 from pipeline.core.errors import ExperimentError
 from pipeline.experiments.cli import main
 from pipeline.experiments.commands import hydra_value, set_param_args
+from pipeline.experiments.results import Outcome, read_outcomes, write_outcomes
 from pipeline.experiments.spec import apply, discover, load_experiment, read_base
 
 PARAMS = REPO / "params.yaml"
@@ -188,3 +189,72 @@ def test_results_without_runs_say_not_run(tmp_path, monkeypatch, mlflow_store):
     row = next(line for line in (tmp_path / "out.md").read_text(encoding="utf-8").splitlines()
                if line.startswith("| `tiny`"))
     assert row.count("not run") == 2
+
+
+def log_result(store: str, name: str, test_accuracy: float, params: dict[str, str]) -> str:
+    """A finished train run of experiment `name` that evaluate scored, as the stages leave it; its id."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=store)
+    found = client.get_experiment_by_name("textclf-tiny")
+    experiment_id = found.experiment_id if found else client.create_experiment("textclf-tiny")
+    run_id = client.create_run(experiment_id, tags={"pipeline.experiment": name, "pipeline.stage": "train",
+                                                    "git.commit": "feedbeef00"}).info.run_id
+    for key, value in {"best/val_accuracy": 0.7, "best/epoch": 2, "test/accuracy": test_accuracy}.items():
+        client.log_metric(run_id, key, value)
+    for key, value in params.items():
+        client.log_param(run_id, key, value)
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def earlier(run_id: str, units: str) -> Outcome:
+    return Outcome(run_id, 0.81, 0.8, 5, {"train.model.units": units, "train.use_tuned": "False"}, "3a7ae47")
+
+
+def test_results_json_round_trips_outcomes(tmp_path):
+    outcomes = {"tiny": earlier("a" * 32, "4"),
+                "tiny-tuned": Outcome("b" * 32, None, 0.9, None, {}, "", baseline_accuracy=0.85)}
+    write_outcomes(tmp_path / "results.json", outcomes)
+    assert read_outcomes(tmp_path / "results.json") == outcomes
+    assert read_outcomes(tmp_path / "absent.json") == {}
+    (tmp_path / "bad.json").write_text('{"tiny": {"run_id": "x"}}')
+    with pytest.raises(ExperimentError, match="bad.json: not a results file"):
+        read_outcomes(tmp_path / "bad.json")
+
+
+@pytest.fixture
+def earlier_results(tmp_path, monkeypatch, mlflow_store) -> Path:
+    """tmp_path as a project whose docs/results.json holds both variants of `tiny`, measured
+    elsewhere; the store holds a newer run of tiny-tuned only."""
+    tiny_experiment(tmp_path)
+    shutil.copy(PARAMS, tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    write_outcomes(tmp_path / "docs" / "results.json", {"tiny": earlier("a" * 32, "4"),
+                                                        "tiny-tuned": earlier("b" * 32, "5")})
+    return tmp_path
+
+
+def test_results_keep_earlier_outcomes_the_store_lacks(earlier_results, mlflow_store):
+    new_run = log_result(mlflow_store, "tiny-tuned", 0.9, {"train.model.units": "6", "train.use_tuned": "True"})
+    assert main(["results"]) == 0
+    text = (earlier_results / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+    (row,) = [line for line in text.splitlines() if line.startswith("| `tiny`")]
+    # The seed row from results.json, the tuned one from the store; compared with each other.
+    assert "| **0.8100** (test 0.8000, epoch 5) | **0.7000** (test 0.9000, epoch 2) | model.units 6 |" in row
+    assert f"`tiny`: MLflow run `{'a' * 32}` (commit 3a7ae47)" in text
+    assert f"`tiny-tuned`: MLflow run `{new_run}` (commit feedbee)" in text and "b" * 32 not in text
+    stored = read_outcomes(earlier_results / "docs" / "results.json")
+    assert stored["tiny"] == earlier("a" * 32, "4")
+    assert stored["tiny-tuned"].run_id == new_run and stored["tiny-tuned"].test_accuracy == 0.9
+
+
+def test_results_fresh_ignores_results_json(earlier_results, mlflow_store, capsys):
+    new_run = log_result(mlflow_store, "tiny-tuned", 0.9, {"train.model.units": "6"})
+    assert main(["results", "--fresh"]) == 0
+    assert "1 of 2 variants have results" in capsys.readouterr().out
+    text = (earlier_results / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+    (row,) = [line for line in text.splitlines() if line.startswith("| `tiny`")]
+    assert "| not run | **0.7000**" in row and "a" * 32 not in text and new_run in text
+    assert set(read_outcomes(earlier_results / "docs" / "results.json")) == {"tiny-tuned"}

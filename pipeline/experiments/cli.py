@@ -12,7 +12,8 @@ An experiment is a file experiments/<name>.yaml:
 0, train.use_tuned false); `run NAME --tuned` is the experiment NAME-tuned, where the tune stage
 searches first and train uses its best trial. DVC names the experiment in the stages' environment
 (DVC_EXP_NAME); every MLflow run the stages start is tagged `pipeline.experiment` with it.
-`results` reads those runs back and writes docs/RESULTS.md.
+`results` reads those runs back and writes docs/RESULTS.md; a variant the store lacks keeps its
+earlier outcome from docs/results.json, which it rewrites (`--fresh`: the store only).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from pipeline.core.cli import run_command
 from pipeline.core.errors import ExperimentError
 from pipeline.experiments.commands import dvc_command
-from pipeline.experiments.results import RESULTS, _figure, write_results
+from pipeline.experiments.results import OUTCOMES, RESULTS, _figure, write_results
 from pipeline.experiments.spec import EXPERIMENTS_DIR, discover, select
 
 
@@ -68,7 +69,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _results(args: argparse.Namespace) -> int:
     experiments = discover(args.dir)
-    outcomes = write_results(args.output, experiments)
+    outcomes = write_results(args.output, experiments, fresh=args.fresh)
     done = sum(1 for e in experiments for t in (False, True) if e.run_name(t) in outcomes)
     print(f"experiments: {done} of {2 * len(experiments)} variants have results -> {args.output}")
     return 0
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(func=_run)
     results = sub.add_parser("results", help="write docs/RESULTS.md from the MLflow store")
     results.add_argument("-o", "--output", type=Path, default=RESULTS, help="default: %(default)s")
+    results.add_argument("--fresh", action="store_true",
+                         help=f"the MLflow store only: ignore the earlier outcomes in {OUTCOMES} beside the output")
     results.set_defaults(func=_results)
     args = parser.parse_args(argv)
     return run_command("experiments", lambda: args.func(args))
