@@ -39,6 +39,13 @@ MAX_TAG_LENGTH = 8000         # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
 # "경제" are accepted as they are (a test checks this against the real store). Inside one name
 # segment "/" is our separator and ":" is refused on Windows, so both are escaped.
 _SEGMENT_CHAR = re.compile(r"[\w.\- ]")
+# user:password@ in a URL (postgresql://optuna:pw@db/optuna, http://me:pw@host): never logged.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][\w+.-]*://[^/\s:@]*):[^@\s/]*@")
+
+
+def redact(text: str) -> str:
+    """The text with the password of every URL in it replaced by ***."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
 
 
 
@@ -142,7 +149,7 @@ def flat_params(params: Params, reads: Sequence[str]) -> dict[str, str]:
     flat: dict[str, str] = {}
     for read in reads:
         for key, value in _flatten(to_dict(_resolve(params, read)), read):
-            flat[key] = str(value)[:MAX_PARAM_LENGTH]
+            flat[key] = redact(str(value))[:MAX_PARAM_LENGTH]
     return flat
 
 
@@ -235,7 +242,7 @@ def check_reachable(uri: str) -> None:
         reason = type(exc).__name__
         if isinstance(exc, requests.ConnectionError) and "refused" in str(exc).lower():
             reason = "connection refused"
-        raise TrackingError(f"MLflow tracking at {uri}: no answer ({reason} within "
+        raise TrackingError(f"MLflow tracking at {redact(uri)}: no answer ({reason} within "
                             f"{FIRST_CONTACT_SECONDS:g} s); start the server or fix $MLFLOW_TRACKING_URI "
                             "(--no-track runs the stage without it)") from None
 
@@ -285,7 +292,7 @@ def _start(stage: str, dataset: str, run_name: str, nested: bool) -> mlflow.Acti
         raise
     except Exception as exc:   # any store failure: one line naming the store and the way out
         text = " ".join(str(exc).split())
-        raise TrackingError(f"MLflow tracking at {uri} failed: {text} "
+        raise TrackingError(f"MLflow tracking at {redact(uri)} failed: {redact(text)} "
                             "(--no-track runs the stage without it)") from exc
 
 
@@ -327,7 +334,7 @@ def _end_since(outer: mlflow.ActiveRun | None, status: str, error: BaseException
         try:
             if error is not None:
                 # The reason beside the status, so the UI shows why without the terminal.
-                mlflow.set_tag("pipeline.error", f"{type(error).__name__}: {error}"[:MAX_TAG_LENGTH])
+                mlflow.set_tag("pipeline.error", redact(f"{type(error).__name__}: {error}")[:MAX_TAG_LENGTH])
         finally:
             mlflow.end_run(status)
 
