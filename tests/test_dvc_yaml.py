@@ -1,8 +1,9 @@
-"""dvc.yaml lists exactly the params each stage reads, every listed key exists, and each stage's
-deps cover every module its code imports."""
+"""dvc.yaml lists exactly the params each stage reads, every listed key exists, each stage's deps
+cover every module its code imports, and only the values that compare models are DVC metrics."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from helpers import REPO
+from pipeline.core import paths
 from pipeline.core.config import Params
 from pipeline.stages import download, evaluate, prepare, tokenize, train, tune
 
@@ -89,8 +91,6 @@ def test_deps_name_no_package_the_stage_does_not_import(name):
 
 def test_every_dvc_output_is_named_in_core_paths():
     """core/paths.py holds every output path the stages write; dvc.yaml names the same ones."""
-    from pipeline.core import paths
-
     named = {str(v) for v in vars(paths).values() if isinstance(v, Path)}
     folders = {str(paths.TUNE_PLOTS_DIR), str(paths.EVALUATE_PLOTS_DIR)}   # their files are listed one by one
     outputs = {next(iter(entry)) for stage in dvc_stages().values()
@@ -115,3 +115,60 @@ def test_bytecode_is_no_part_of_a_stages_deps(tmp_path):
     done = subprocess.run([*dvc, "check-ignore", *pyc], cwd=tmp_path, capture_output=True, text=True)
     missed = sorted(set(pyc) - set(done.stdout.split()))
     assert not missed, f".dvcignore: DVC hashes these with the deps: {missed}"
+
+
+# What `dvc exp show` compares experiments by (docs/tracking.md): every other number the stages
+# write stays in plain outputs and in MLflow.
+MODEL_COMPARISON = {
+    "scores.json": ("evaluate", {"test/accuracy", "test/macro_f1", "test/loss", "baseline/test/accuracy"}),
+    "tune/best.json": ("tune", {"tune/best_value"}),
+}
+
+
+def test_only_the_values_that_compare_models_are_dvc_metrics():
+    metrics = {next(iter(entry)): name for name, stage in dvc_stages().items() for entry in stage.get("metrics", [])}
+    assert metrics == {path: stage for path, (stage, _) in MODEL_COMPARISON.items()}
+    assert set(MODEL_COMPARISON) == {str(paths.SCORES), str(paths.TUNE_BEST)}
+    assert set(evaluate.SCORED) == MODEL_COMPARISON["scores.json"][1]
+    # The statistics are still written, versioned by git (not cached) and kept through a failed run.
+    outs = {next(iter(entry)): (name, entry[next(iter(entry))]) for name, stage in dvc_stages().items()
+            for entry in stage.get("outs", [])}
+    for path, stage in ((paths.TOKENIZE_STATS, "tokenize"), (paths.PREPARE_STATS, "prepare"),
+                        (paths.TUNE_SUMMARY, "tune"), (paths.METRICS, "evaluate")):
+        assert outs[str(path)] == (stage, {"cache": False, "persist": True}), path
+
+
+def test_tune_writes_its_best_value_alone_as_the_metric(in_tmp):
+    """A real (in-memory) study through the stage's writer: best.json holds the best value and
+    nothing else; with tuning off it holds the key with no value."""
+    import optuna
+
+    from pipeline.tuning.outputs import write_outputs, write_untuned
+
+    study = optuna.create_study(direction="maximize")
+    for value in (0.5, 0.75, 0.625):
+        study.add_trial(optuna.trial.create_trial(params={"units": 8}, value=value, distributions={
+            "units": optuna.distributions.IntDistribution(4, 16)}))
+    write_outputs(study, "sqlite:///tune/optuna.db", "val/accuracy")
+    assert json.loads((in_tmp / paths.TUNE_BEST).read_text()) == {"tune/best_value": 0.75}
+    assert json.loads((in_tmp / paths.TUNE_SUMMARY).read_text())["best"]["value"] == 0.75
+    write_untuned()
+    assert json.loads((in_tmp / paths.TUNE_BEST).read_text()) == {"tune/best_value": None}
+
+
+@pytest.mark.integration
+def test_the_metrics_files_of_a_repro_hold_the_comparison_values(repro_project):
+    """After the session's real `dvc repro`: scores.json and tune/best.json hold exactly the
+    comparison keys, with the values of metrics.json and study.json, and `dvc metrics show`
+    lists nothing else."""
+    scores = repro_project.read_json("scores.json")
+    assert set(scores) == MODEL_COMPARISON["scores.json"][1]
+    full = repro_project.read_json("metrics.json")
+    assert all(scores[k] == full[k] for k in scores)
+    assert repro_project.read_json("tune/best.json") == {
+        "tune/best_value": repro_project.read_json("tune/study.json")["best"]["value"]}
+    shown = repro_project.dvc("metrics", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    files = json.loads(shown.stdout)[""]["data"]
+    assert {path: set(entry["data"]) for path, entry in files.items()} == {
+        path: keys for path, (_, keys) in MODEL_COMPARISON.items()}

@@ -1,13 +1,13 @@
 """evaluate stage: the trained model on the test split, beside a linear baseline.
 
-Writes metrics.json (DVC metrics: test/loss, test/accuracy, test/macro_f1, and precision, recall,
+Writes metrics.json (test/loss, test/accuracy, test/macro_f1, test/roc_auc, and precision, recall,
 F1 and support per class; the baseline's baseline/test/* and the differences
-rnn_minus_baseline/test/*), plots/evaluate/confusion.csv and roc.csv (DVC plots; ROC one-vs-rest,
-micro-averaged when there are more than two classes) with PNGs beside them, per_class.png, and
-mistakes.csv: the most confident wrong predictions with their text. The baseline (TF-IDF n-grams of
-the same tokens + LogisticRegression, fitted on train + val) is evaluate.baseline. Everything is
-logged to this stage's MLflow run, and the test metrics to the train run too (models/run.json links
-them).
+rnn_minus_baseline/test/*), scores.json (the DVC metrics: the few of these that compare models),
+plots/evaluate/confusion.csv and roc.csv (DVC plots; ROC one-vs-rest, micro-averaged when there
+are more than two classes) with PNGs beside them, per_class.png, and mistakes.csv: the most
+confident wrong predictions with their text. The baseline (TF-IDF n-grams of the same tokens +
+LogisticRegression, fitted on train + val) is evaluate.baseline. Everything is logged to this
+stage's MLflow run, and the test metrics to the train run too (models/run.json links them).
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ READS = ("dataset.name", "dataset.table.format", "dataset.table.text_columns", "
          "dataset.table.id_column", "dataset.table.encoding", "evaluate")
 PLOTS = ("confusion.csv", "roc.csv", "confusion.png", "roc.png")
 COMPARED = ("accuracy", "macro_f1")
+SCORED = ("test/accuracy", "test/macro_f1", "test/loss", "baseline/test/accuracy")   # scores.json
 
 
 def _body(params: Params, args) -> None:
@@ -69,6 +70,7 @@ def _body(params: Params, args) -> None:
                   baseline.metrics["test/per_class"] if baseline is not None else None)
     write_mistakes(wrong, paths.MISTAKES_CSV)
     write_json(paths.METRICS, result)
+    write_json(paths.SCORES, {k: result[k] for k in SCORED if k in result})
     if tracking.is_tracking():   # not with --no-track: that records nothing, the train run included
         import mlflow
 

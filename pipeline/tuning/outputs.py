@@ -1,4 +1,5 @@
-"""What a study leaves: tune/best_params.json (train reads it), study.json, trials.csv and plots."""
+"""What a study leaves: tune/best_params.json (train reads it), study.json, best.json (the DVC metric:
+the best value alone), trials.csv and plots."""
 from __future__ import annotations
 
 import warnings
@@ -14,6 +15,7 @@ from pipeline.tuning import study as studies
 from pipeline.tuning.objective import fail_reason
 
 PLOTS = {"history": (9, 5), "importances": (9, 5), "parallel": (16, 6)}   # name: size in inches
+BEST_VALUE = "tune/best_value"   # tune/best.json's one key, as the MLflow metric of the stage run
 
 
 def summary(study, url: str, metric: str) -> dict:
@@ -96,6 +98,7 @@ def write_outputs(study, url: str, metric: str) -> dict:
         trials_table(study).to_csv(tmp, index=False)
     write_json(paths.TUNE_SUMMARY, info)
     best = info["best"]
+    write_json(paths.TUNE_BEST, {BEST_VALUE: best["value"]})
     # Last: train reads this file, so it changes only once everything beside it is in place.
     write_json(paths.BEST_PARAMS, {"study": info["study"], "trial": best["trial"], "metric": metric,
                                    "value": best["value"], "params": best["params"]})
@@ -110,5 +113,6 @@ def write_untuned() -> None:
     with atomic_file(paths.TRIALS_CSV) as tmp:
         tmp.write_text("trial,state,value\n")
     write_json(paths.TUNE_SUMMARY, {"study": None, "note": note, "trials": {"complete": 0}})
+    write_json(paths.TUNE_BEST, {BEST_VALUE: None})
     write_json(paths.BEST_PARAMS, {"study": None, "trial": None, "metric": None, "value": None,
                                    "params": {}, "note": note})
