@@ -43,6 +43,18 @@ _SEGMENT_CHAR = re.compile(r"[\w.\- ]")
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][\w+.-]*://[^/\s:@]*):[^@\s/]*@")
 
 
+# What kind of experiment this is, for MLflow 3's UI: "custom_model_development" is its "Machine
+# learning" kind (model training; the other is "genai_development": traces, token usage). The values
+# are the UI's ExperimentKind (mlflow/server/js); the Python package has no constant for them.
+KIND_TAG, KIND_MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+# The data each stage reads, as MLflow dataset inputs by context: the runs table's Dataset column.
+# The download stage logs "raw" itself once it has laid the files out (at its start they are the
+# previous run's).
+STAGE_DATA = {"tokenize": ("raw",), "prepare": ("tokens",), "tune": ("train", "val"), "train": ("train", "val"),
+              "evaluate": ("test", "train", "val", "tokens", "raw")}
+DIGEST_LENGTH = 12   # hex characters; MLflow allows 36 and suggests about 8
+
+
 def redact(text: str) -> str:
     """The text with the password of every URL in it replaced by ***."""
     return _URL_PASSWORD.sub(r"\1:***@", text)
@@ -94,18 +106,22 @@ def ensure_experiment(dataset: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            experiment_id = client.create_experiment(name, artifact_location=artifact_root())
+            experiment_id = client.create_experiment(name, artifact_location=artifact_root(),
+                                                     tags={KIND_TAG: KIND_MODEL_TRAINING})
         except MlflowException:
             # Another process created it between our look-up and create: use theirs.
-            found = client.get_experiment_by_name(name)
-            if found is None:
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
                 raise
-            experiment_id = found.experiment_id
+            experiment_id = experiment.experiment_id
     else:
         experiment_id = experiment.experiment_id
         if experiment.lifecycle_stage == "deleted":
             # Deleted in the UI: the name stays taken, so bring it back rather than fail the stage.
             client.restore_experiment(experiment_id)
+    if experiment is not None and KIND_TAG not in experiment.tags:
+        # Made before the tag was set (or by another tool): tagged now. A kind chosen in the UI stays.
+        client.set_experiment_tag(experiment_id, KIND_TAG, KIND_MODEL_TRAINING)
     with _no_env_export():
         mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
@@ -312,6 +328,8 @@ def stage_run(stage: str, params: Params, reads: Sequence[str], dataset: str | N
             run = _start(stage, dataset or params.dataset.name, run_name or stage, nested)
             mlflow.set_tags({**run_tags(stage), **process_tags()})
             mlflow.log_params(flat_params(params, reads))
+            if not nested:   # a trial reads what its stage run has logged
+                log_datasets(STAGE_DATA.get(stage, ()), dataset or params.dataset.name)
             yield run
         except KeyboardInterrupt:
             _end_since(outer, "KILLED")
@@ -371,3 +389,76 @@ def log_files(files: Iterable[Path], artifact_path: str) -> None:
     for file in files:
         if Path(file).is_file():
             mlflow.log_artifact(str(file), artifact_path)
+
+
+def _file_digest(path: Path) -> str:
+    """The start of the file's md5: the hash dvc.lock (or, for a file in a folder, DVC's cache) records."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            md5.update(chunk)
+    return md5.hexdigest()[:DIGEST_LENGTH]
+
+
+def _raw_data() -> tuple[Path, str, dict] | None:
+    """data/raw: a digest of the manifest's checksums (not of the manifest: a mirror or the
+    canonical host give the same files), and where the files came from."""
+    manifest = paths.RAW_DIR / "manifest.json"
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        listing = "".join(f"{f['path']} {f['sha256']}\n" for f in sorted(files, key=lambda f: f["path"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None   # absent or damaged: the download stage's business, not tracking's
+    digest = hashlib.sha256(listing.encode("utf-8")).hexdigest()[:DIGEST_LENGTH]
+    return paths.RAW_DIR, digest, {"files": len(files), "bytes": sum(int(f.get("size", 0)) for f in files),
+                                   "sources": [redact(str(f.get("source", ""))) for f in files]}
+
+
+def _data_file(context: str) -> tuple[Path, str, dict] | None:
+    """(path, digest, profile) of the data a context names, None when it is not there."""
+    if context == "raw":
+        return _raw_data()
+    path = paths.TOKENS if context == "tokens" else paths.PREPARED_DIR / f"{context}.npz"
+    if not path.is_file():
+        return None
+    if context == "tokens":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_metadata(path).num_rows
+    else:
+        import numpy as np
+
+        with np.load(path) as arrays:
+            rows = len(arrays["y"])   # reads the labels only, not the token arrays
+    return path, _file_digest(path), {"rows": rows, "bytes": path.stat().st_size}
+
+
+def data_inputs(contexts: Sequence[str], dataset: str) -> list:
+    """MLflow DatasetInputs for the data files of these contexts that exist: name
+    "<dataset>-<context>", the digest, the file (relative to the repo root) as a local source,
+    rows or files and bytes as the profile, and the context as the input's tag."""
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    inputs = []
+    for context in contexts:
+        found = _data_file(context)
+        if found is None:
+            continue
+        path, digest, profile = found
+        meta = MetaDataset(LocalArtifactDatasetSource(path.as_posix()), name=f"{dataset}-{context}", digest=digest)
+        entity = Dataset(**meta.to_dict(), profile=json.dumps(profile))   # name, digest, source (type)
+        inputs.append(DatasetInput(entity, [InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+    return inputs
+
+
+def log_datasets(contexts: Sequence[str], dataset: str, run_id: str | None = None) -> None:
+    """Log the data of these contexts as inputs of the active run (or of run_id): the runs table's
+    Dataset column and the run page's datasets. Data not there yet is left out."""
+    import mlflow
+
+    inputs = data_inputs(contexts, dataset) if contexts else []
+    if inputs:
+        mlflow.MlflowClient().log_inputs(run_id or mlflow.active_run().info.run_id, datasets=inputs)

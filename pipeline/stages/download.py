@@ -36,6 +36,7 @@ def _body(params: Params, args) -> None:
         mlflow.log_dict(manifest, "download/manifest.json")
         # The run started with the previous manifest's checksums; these are the files just laid out.
         mlflow.set_tags(tracking.data_tags())
+        tracking.log_datasets(("raw",), params.dataset.name)   # likewise the dataset input
 
 
 def main(argv: list[str] | None = None) -> int:

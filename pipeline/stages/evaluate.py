@@ -83,6 +83,7 @@ def _body(params: Params, args) -> None:
         train_run_id = json.loads((paths.MODELS_DIR / "run.json").read_text(encoding="utf-8")).get("run_id")
         if train_run_id:
             mlflow.set_tag("pipeline.train_run_id", train_run_id)
+            tracking.log_datasets(("test",), params.dataset.name, run_id=train_run_id)   # trained on, tested on
             # The train run gets the test figures too, so one row in the MLflow UI has them all.
             client = mlflow.MlflowClient()
             for key, value in flat.items():
