@@ -12,6 +12,7 @@ run.json (the MLflow run, and the registered pyfunc model `textclf-<dataset>` th
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TF's C++ start-up chatter
 
-from pipeline.core import paths  # noqa: E402
+from pipeline.core import paths, workers  # noqa: E402
 from pipeline.core.atomic import atomic_dir  # noqa: E402
 from pipeline.core.cli import run_stage, stage_parser  # noqa: E402
 from pipeline.core.config import Params  # noqa: E402
@@ -68,6 +69,35 @@ def publish_model(dataset: str, labels: list[str]) -> Callable[[Path], dict]:
 
 
 def _body(params: Params, args) -> None:
+    """$TRAIN_WORKERS > 1: this process is the chief of that many MultiWorkerMirroredStrategy workers
+    on 127.0.0.1, the others started here (`--no-track`: only the chief logs and writes outputs)."""
+    if args.multi_worker:   # one of the workers a chief started (below)
+        return _train(params, args, "multi_worker")
+    n = workers.count("TRAIN_WORKERS")
+    if n <= 1:
+        return _train(params, args, params.train.distribute)
+    if os.environ.get("TF_CONFIG"):
+        raise StageError(f"TRAIN_WORKERS={n} starts its own workers on this machine, but TF_CONFIG is set too "
+                         "(workers on other machines): unset one of them")
+    if params.train.distribute not in ("auto", "multi_worker"):
+        raise StageError(f"TRAIN_WORKERS={n} trains with MultiWorkerMirroredStrategy: train.distribute must be "
+                         f"auto or multi_worker, not {params.train.distribute}")
+    addresses = [f"127.0.0.1:{port}" for port in workers.free_ports(n)]
+
+    def tf_config(index: int) -> str:
+        return json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+
+    argv = [sys.executable, "-m", "pipeline.train", "--multi-worker", "--no-track", "--params", args.params]
+    others = [(argv, workers.worker_env(TF_CONFIG=tf_config(i))) for i in range(1, n)]
+    os.environ["TF_CONFIG"] = tf_config(0)   # read when the strategy is made
+    try:
+        with workers.spawned(others, "train", fatal=True, hold=True):
+            _train(params, args, "multi_worker")
+    finally:
+        os.environ.pop("TF_CONFIG", None)
+
+
+def _train(params: Params, args, distribute: str) -> None:
     import tensorflow as tf
 
     from pipeline.core.seed import set_seed
@@ -75,7 +105,7 @@ def _body(params: Params, args) -> None:
     from pipeline.model.architecture import fused_kernel_blockers  # imports Keras: not for --help
 
     cfg = params.train
-    strategy = make_strategy(cfg.distribute, cfg.devices)   # first: MultiWorker must precede other TF ops
+    strategy = make_strategy(distribute, cfg.devices)   # first: MultiWorker must precede other TF ops
     set_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -123,6 +153,10 @@ def _body(params: Params, args) -> None:
                 for epoch, row in enumerate(result.history[:result.resumed_from_epoch]):
                     log_epoch(epoch, row)   # the whole learning curve in this run, not only its tail
     if not chief:
+        if args.multi_worker:
+            # Stay until the chief is done with TensorFlow: a worker gone early is reported by the
+            # chief's coordination service as crashed. The chief closes our stdin when it is done.
+            sys.stdin.read()
         return
     best = result.best
     run_info = {"run_id": active.info.run_id if active else None, "best_epoch": result.best_epoch,
@@ -149,7 +183,13 @@ none. The global batch is train.batch_size x replicas. An interrupted run resume
 .cache/train/<key>/ when started again with the same params and data.
 
 tuning: with train.use_tuned (the default) the values of the tune stage's best trial
-(tune/best_params.json) replace the ones in params.yaml; the MLflow run records the merged values.""")
+(tune/best_params.json) replace the ones in params.yaml; the MLflow run records the merged values.
+
+local workers: TRAIN_WORKERS=2 trains with MultiWorkerMirroredStrategy over 2 processes on 127.0.0.1,
+this one the chief (the others are started and stopped by it; train.distribute auto or multi_worker).""")
+    # What the chief gives the workers it starts: MultiWorkerMirroredStrategy whatever train.distribute says.
+    parser.add_argument("--multi-worker", action="store_true", help=argparse.SUPPRESS)
+    workers.bind_to_parent()   # a worker started by the chief (TRAIN_WORKERS) dies with it
     return run_stage("train", _body, parser, argv, reads=READS, resolve=resolve_tuned)
 
 

@@ -25,9 +25,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline.core import paths  # noqa: E402
+from pipeline.core import paths, workers  # noqa: E402
 from pipeline.core.cli import run_stage, stage_parser  # noqa: E402
 from pipeline.core.config import Params, override  # noqa: E402
+from pipeline.core.errors import StageError  # noqa: E402
 from pipeline.tuning import study as studies  # noqa: E402
 from pipeline.tuning.objective import Objective, check_space_fits_data, run_trials, subsample  # noqa: E402
 from pipeline.tuning.outputs import PLOTS, write_outputs, write_untuned  # noqa: E402
@@ -78,7 +79,8 @@ def _body(params: Params, args) -> None:
     # Trials under multi_worker would need every worker in step; Optuna workers replace it here.
     distribute = "auto" if params.train.distribute == "multi_worker" else params.train.distribute
     objective = Objective(data, base, params, make_strategy(distribute, params.train.devices), track)
-    ran = run_trials(study, objective, cfg, args.worker)
+    with workers.spawned(extra_workers(args, url) if done < cfg.n_trials else [], "tune", fatal=False):
+        ran = run_trials(study, objective, cfg, args.worker)
     if args.worker:
         say(f"worker done: {ran} trial(s) here; the study has {studies.counted(study)} of {cfg.n_trials}")
         return
@@ -102,16 +104,32 @@ def _body(params: Params, args) -> None:
         f"({t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed) -> {paths.BEST_PARAMS}")
 
 
+def extra_workers(args, url: str) -> list[tuple[list[str], dict[str, str]]]:
+    """$TUNE_WORKERS-1 `--worker` processes beside this run, on its study (none for a worker)."""
+    n = workers.count("TUNE_WORKERS")
+    if args.worker or n <= 1:
+        return []
+    if studies.is_sqlite(url):
+        raise StageError(f"TUNE_WORKERS={n} needs a storage several processes share, not SQLite ({url}): set "
+                         "OPTUNA_STORAGE (the local cluster's env file does) or "
+                         "tune.storage: journal:tune/optuna.journal")
+    argv = [sys.executable, "-m", "pipeline.tune", "--worker", "--params", args.params,
+            *(["--no-track"] if args.no_track else [])]
+    return [(argv, workers.worker_env())] * (n - 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser("python -m pipeline.tune", __doc__ + """
 workers: start the stage once (dvc repro, or python -m pipeline.tune), and in other terminals or
 machines `python -m pipeline.tune --worker` with the same params.yaml, prepared data and storage:
   one machine:    tune.storage: journal:tune/optuna.journal
   many machines:  OPTUNA_STORAGE=postgresql://user:password@host/db (every worker the same URL)
+  this machine:   TUNE_WORKERS=3 starts 2 workers beside the stage (they stop with it)
 browse a study: make dashboard (optuna-dashboard on the default SQLite storage).""")
     parser.add_argument("--worker", action="store_true",
                         help="join the study and run trials until it has tune.n_trials; write no outputs "
                              "(the stage run that started the study writes them)")
+    workers.bind_to_parent()   # a --worker started by the stage (TUNE_WORKERS) dies with it
     return run_stage("tune", _body, parser, argv, reads=READS)
 
 

@@ -222,23 +222,33 @@ def run_trials(study, objective: Objective, cfg, worker: bool) -> int:
     started, failures_in_a_row, ran = time.monotonic(), 0, 0
     studies.fail_dead_trials(study)
     report = Report(cfg.n_trials)
-    # Waiting (enqueued) trials are drawn even when they fill the budget: a duplicate baseline
-    # among them is failed unrun, which frees its place.
-    while studies.counted(study) < cfg.n_trials or studies.waiting(study):
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[report], gc_after_trial=True)
-        ran += 1
-        failures_in_a_row = failures_in_a_row + 1 if report.last_state == "FAIL" else 0
-        if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-            say(f"{failures_in_a_row} trials failed in a row; stopping (see the reasons above)")
-            break
-        # Checked between trials, as Optuna does: a trial in progress finishes, and a run does at
-        # least one trial however short the timeout.
-        if cfg.timeout and time.monotonic() - started >= cfg.timeout and studies.counted(study) < cfg.n_trials:
-            say(f"tune.timeout ({cfg.timeout:g} s) reached")
-            break
-    if not worker:
+    while True:
+        stopped = False
+        # Waiting (enqueued) trials are drawn even when they fill the budget: a duplicate baseline
+        # among them is failed unrun, which frees its place.
+        while studies.counted(study) < cfg.n_trials or studies.waiting(study):
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[report], gc_after_trial=True)
+            ran += 1
+            failures_in_a_row = failures_in_a_row + 1 if report.last_state == "FAIL" else 0
+            if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                say(f"{failures_in_a_row} trials failed in a row; stopping (see the reasons above)")
+                stopped = True
+                break
+            # Checked between trials, as Optuna does: a trial in progress finishes, and a run does at
+            # least one trial however short the timeout.
+            if cfg.timeout and time.monotonic() - started >= cfg.timeout and studies.counted(study) < cfg.n_trials:
+                say(f"tune.timeout ({cfg.timeout:g} s) reached")
+                stopped = True
+                break
+        if worker:
+            return ran
         wait_for_workers(study)
-    return ran
+        if stopped or studies.counted(study) >= cfg.n_trials:
+            return ran
+        # A worker killed mid-trial left it RUNNING (counted) until the heartbeat failed it: the study
+        # is short of that trial, and this run makes it up.
+        say(f"the study is {cfg.n_trials - studies.counted(study)} trial(s) short (a worker died mid-trial): "
+            "running them here")
 
 
 def wait_for_workers(study, poll: float = 5.0) -> None:

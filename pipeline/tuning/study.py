@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 DEFAULT_DB = paths.OPTUNA_DB
 HEARTBEAT_SECONDS = 20        # RDB storages: a running trial's worker checks in this often ...
 GRACE_SECONDS = 90            # ... and is declared dead (its trial FAIL) after this long silent
+# Shorter ones for a test that kills a worker (not params: they change nothing a trial measures).
+HEARTBEAT_VAR, GRACE_VAR = "PIPELINE_TUNE_HEARTBEAT_SECONDS", "PIPELINE_TUNE_GRACE_SECONDS"
 SCHEMA_ATTEMPTS = 4
 # host:pid:start time: the start time tells a reused pid from the worker that ran a trial.
 WORKER = f"{process.HOST}:{os.getpid()}:{process.started(os.getpid()) or 0:.2f}"
@@ -72,13 +74,13 @@ def open_storage(url: str, worker: bool = False) -> optuna.storages.BaseStorage:
         Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+    heartbeat = heartbeat_seconds()
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 # Heartbeats: a worker killed mid-trial does not leave its trial RUNNING for ever.
-                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                                  grace_period=GRACE_SECONDS)
+                return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat[0], grace_period=heartbeat[1])
         except (IntegrityError, ProgrammingError):
             # Workers starting together on an empty database race to create Optuna's tables
             # ("duplicate key ... pg_type"): the loser waits and finds them made.
@@ -88,6 +90,20 @@ def open_storage(url: str, worker: bool = False) -> optuna.storages.BaseStorage:
         except Exception as exc:
             raise StageError(f"tune.storage: cannot open {redact(url)}: {' '.join(str(exc).split())[:300]}") from None
     raise AssertionError("unreachable")
+
+
+def heartbeat_seconds() -> tuple[int, int]:
+    """RDB storages' heartbeat interval and grace period: 20 s and 90 s, or $PIPELINE_TUNE_HEARTBEAT_SECONDS
+    and $PIPELINE_TUNE_GRACE_SECONDS (the grace must be longer than the interval)."""
+    values = []
+    for var, default in ((HEARTBEAT_VAR, HEARTBEAT_SECONDS), (GRACE_VAR, GRACE_SECONDS)):
+        raw = os.environ.get(var, "").strip() or str(default)
+        if not raw.isdigit() or int(raw) < 1:
+            raise StageError(f"${var}: {raw!r} is not a whole number of seconds (1 or more)")
+        values.append(int(raw))
+    if values[1] <= values[0]:
+        raise StageError(f"${GRACE_VAR} ({values[1]} s) must be longer than ${HEARTBEAT_VAR} ({values[0]} s)")
+    return values[0], values[1]
 
 
 def study_name(params: Params, trial_train: TrainParams, data_key: str) -> str:
