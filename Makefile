@@ -16,7 +16,7 @@ export KERAS_HOME := $(CURDIR)/.cache/keras
 export PIPELINE_CACHE_DIR := $(CURDIR)/.cache
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install repro test test-fast test-slow lint experiments results bench bench-train bench-tune bench-predict ui dashboard clean-venv
+.PHONY: help install repro test test-fast test-slow lint experiments results bench bench-train bench-tune bench-predict ui dashboard cluster-up cluster-repro cluster-down clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -86,6 +86,19 @@ dashboard: $(STAMP)  ## browse the Optuna studies at http://127.0.0.1:8080 (Ctrl
 	@test -e tune/optuna.db || test "$(STORAGE)" != "sqlite:///tune/optuna.db" || \
 	  { echo "no study yet: run the tune stage first (make repro, or dvc repro tune)"; exit 1; }
 	$(BIN)/optuna-dashboard "$(patsubst journal:%,%,$(STORAGE))" --host 127.0.0.1 --port 8080
+
+# The local cluster (docs/distributed.md, "Local cluster"): PostgreSQL and an MLflow server with basic
+# auth on 127.0.0.1, the settings in .cache/cluster/cluster.env (mode 0600); deploy/cluster/*.sh.
+TUNE_WORKERS ?= 2
+TRAIN_WORKERS ?= 2
+cluster-up: $(STAMP)  ## start PostgreSQL and the MLflow server (basic auth) on 127.0.0.1; settings in .cache/cluster/cluster.env
+	deploy/cluster/up.sh
+
+cluster-repro: $(STAMP)  ## dvc repro logging to the cluster, with TUNE_WORKERS (2) tune and TRAIN_WORKERS (2) train processes
+	TUNE_WORKERS=$(TUNE_WORKERS) TRAIN_WORKERS=$(TRAIN_WORKERS) deploy/cluster/repro.sh
+
+cluster-down:  ## stop the cluster, leaving no process; CLUSTER_PURGE=1 removes its data too
+	deploy/cluster/down.sh
 
 clean-venv:  ## remove .venv
 	rm -rf $(VENV)
