@@ -16,7 +16,7 @@ export KERAS_HOME := $(CURDIR)/.cache/keras
 export PIPELINE_CACHE_DIR := $(CURDIR)/.cache
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install repro test test-fast test-slow lint experiments results bench bench-train bench-tune bench-predict ui dashboard cluster-up cluster-repro cluster-down clean-venv
+.PHONY: help install repro test test-fast test-slow lint experiments results bench bench-train bench-tune bench-predict ui dashboard cluster-up cluster-repro cluster-down clean-venv exp-show screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -102,3 +102,15 @@ cluster-down:  ## stop the cluster, leaving no process; CLUSTER_PURGE=1 removes 
 
 clean-venv:  ## remove .venv
 	rm -rf $(VENV)
+
+# `dvc exp show` has no settings file for its columns; this is its readable view: the values that
+# compare models (dvc.yaml's metrics) and only the params that differ between the experiments shown,
+# best test accuracy first. EXP_SHOW adds flags, e.g. EXP_SHOW="-A --md" (docs/tracking.md).
+EXP_KEEP := Experiment|tune/best_value|test/|baseline/test/accuracy
+EXP_DROP := Created|data/|models$$|pipeline/|tune/best_params
+exp-show: $(STAMP)  ## dvc exp show, fitting a terminal: the comparison metrics and the params that differ
+	$(BIN)/dvc exp show --no-pager --only-changed --keep '$(EXP_KEEP)' --drop '$(EXP_DROP)' \
+	  --sort-by test/accuracy --sort-order desc $(EXP_SHOW)
+
+screenshots: $(STAMP)  ## PNGs of the MLflow UI over mlruns/ (runs table, newest train run) in docs/img/; needs chromium
+	PYTHONPATH=tests $(BIN)/python -m helpers.browser --store mlruns/mlflow.db --out docs/img
