@@ -73,8 +73,11 @@ bench-predict: $(STAMP)  ## pipeline.predict docs/s against the tutorial loop (n
 
 # One uvicorn worker and no job runner: the defaults (4 workers + 8 huey job consumers, used only
 # by GenAI evaluation jobs) take ~2.8 GiB of processes to browse a few runs.
+# MLflow 3.17's UI opens an experiment on its GenAI overview whatever the experiment's kind tag says;
+# this link (or the sidebar's "Model training" switch, which the browser remembers) opens the runs table.
 ui: $(STAMP)  ## browse the MLflow runs in mlruns/ at http://127.0.0.1:5000 (Ctrl-C stops it)
 	@mkdir -p mlruns/artifacts
+	@echo "runs table of an experiment: http://127.0.0.1:5000/#/experiments/<id>?workflowType=machine_learning"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui \
 	  --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 	  --default-artifact-root file://$(CURDIR)/mlruns/artifacts \
