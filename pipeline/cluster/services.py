@@ -20,6 +20,7 @@ from __future__ import annotations
 import configparser
 import fcntl
 import glob
+import io
 import json
 import os
 import pwd
@@ -231,6 +232,14 @@ def as_postgres_user() -> list[str]:
     return ["runuser", "-u", "postgres", "--"]
 
 
+def check_reachable_by_postgres(root: Path) -> None:
+    """As root, PostgreSQL runs as `postgres`, which must be able to reach the data folder."""
+    user = as_postgres_user()
+    if user and subprocess.run([*user, "test", "-x", str(root)], capture_output=True).returncode != 0:
+        raise ClusterError(f"PostgreSQL runs as the user postgres (this is root), which cannot reach {root} "
+                           "(a parent folder is closed to other users): set CLUSTER_DIR to a folder it can reach")
+
+
 def give_to_postgres(path: Path) -> None:
     if os.geteuid() == 0:
         shutil.chown(path, "postgres", "postgres")
@@ -331,13 +340,14 @@ def write_server_config(lay: Layout, host: str, pg_port: int, pw: dict[str, str]
     # when the auth database has no admin yet (the first start).
     auth["mlflow"] = {"default_permission": "READ", "database_uri": f"{db}/mlflow_auth",
                       "admin_username": ADMIN_USER, "admin_password": pw[ADMIN_USER],
-                      "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth"}
-    lines = ["# MLflow's auth app for the local cluster (pipeline/cluster/services.py); mode 0600\n"]
-    from io import StringIO
-
-    buffer = StringIO()
+                      "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+                      # Without it every request hashes the password again (PBKDF2): 0.7 s a request
+                      # here, seconds per trial. One server worker, so no other worker's cache goes stale.
+                      "auth_cache_ttl_seconds": "600"}
+    buffer = io.StringIO()
     auth.write(buffer)
-    write_private(lay.auth_ini, "".join(lines) + buffer.getvalue())
+    write_private(lay.auth_ini, "# MLflow's auth app for the local cluster (pipeline/cluster/services.py)\n"
+                  + buffer.getvalue())
     return f"{db}/mlflow"
 
 
@@ -398,7 +408,7 @@ def ensure_pipeline_user(url: str, pw: dict[str, str]) -> None:
         return
     found = requests.get(f"{api}/users/get", params={"username": PIPELINE_USER}, auth=admin, timeout=30)
     if found.status_code == 401:
-        raise ClusterError(f"the MLflow server at {url} refuses the admin password of {lay_hint()}: its auth "
+        raise ClusterError(f"the MLflow server at {url} refuses the admin password in {layout().auth_ini}: its auth "
                            "database was made with another one (`make cluster-down CLUSTER_PURGE=1` starts afresh)")
     if found.ok:
         done = requests.patch(f"{api}/users/update-password", auth=admin, timeout=30,
@@ -408,10 +418,6 @@ def ensure_pipeline_user(url: str, pw: dict[str, str]) -> None:
                              json={"username": PIPELINE_USER, "password": pw[PIPELINE_USER]})
     if not done.ok or not requests.get(f"{api}/users/current", auth=me, timeout=30).ok:
         raise ClusterError(f"could not set up the MLflow user {PIPELINE_USER!r} at {url}: HTTP {done.status_code}")
-
-
-def lay_hint() -> str:
-    return str(layout().state)
 
 
 def stop_group(pid: int) -> None:
@@ -485,20 +491,22 @@ def up() -> Layout:
     with locked(lay.root):
         os.chmod(lay.root, 0o755)   # the postgres user (when we are root) must reach postgres/
         state = load_state(lay)
+        new_state = not state
         pw = passwords(state)
         host = os.environ.get("CLUSTER_HOST") or state.get("host") or "127.0.0.1"
         state["host"] = host
         bindir = pg_bindir()
-        as_postgres_user()
+        check_reachable_by_postgres(lay.root)
         pg = postgres_pid(lay)
         if pg is None:
-            if (lay.pgdata / "PG_VERSION").is_file() and not state:
+            fresh = not (lay.pgdata / "PG_VERSION").is_file()
+            if not fresh and new_state:
                 raise ClusterError(f"{lay.pgdata} holds a database but {lay.state} is gone (its passwords with "
                                    "it): `make cluster-down CLUSTER_PURGE=1` starts afresh")
-            if not (lay.pgdata / "PG_VERSION").is_file():
+            state["pg_port"] = choose_port("CLUSTER_PG_PORT", state.get("pg_port"), host)
+            if fresh:
                 shutil.rmtree(lay.pgdata, ignore_errors=True)
                 init_postgres(lay, bindir, pw["postgres"])
-            state["pg_port"] = choose_port("CLUSTER_PG_PORT", state.get("pg_port"), host)
             save_state(lay, state)
             pg = start_postgres(lay, bindir, host, state["pg_port"])
             say(f"PostgreSQL {bindir.parent.name} up on {host}:{state['pg_port']} (pid {pg})")

@@ -44,6 +44,13 @@ def _body(params: Params, args) -> None:
             write_untuned()
             say(f"tune.n_trials is 0: no tuning -> {paths.BEST_PARAMS}")
         return
+    # $TUNE_WORKERS: the workers start first, loading TensorFlow and the data while this process does.
+    with workers.spawned(extra_workers(args, studies.storage_url(cfg)), "tune", fatal=False):
+        _tune(params, args)
+
+
+def _tune(params: Params, args) -> None:
+    cfg = params.tune
     import optuna
 
     from pipeline.core import tracking
@@ -79,8 +86,7 @@ def _body(params: Params, args) -> None:
     # Trials under multi_worker would need every worker in step; Optuna workers replace it here.
     distribute = "auto" if params.train.distribute == "multi_worker" else params.train.distribute
     objective = Objective(data, base, params, make_strategy(distribute, params.train.devices), track)
-    with workers.spawned(extra_workers(args, url) if done < cfg.n_trials else [], "tune", fatal=False):
-        ran = run_trials(study, objective, cfg, args.worker)
+    ran = run_trials(study, objective, cfg, args.worker)
     if args.worker:
         say(f"worker done: {ran} trial(s) here; the study has {studies.counted(study)} of {cfg.n_trials}")
         return
