@@ -26,7 +26,7 @@ from helpers import REPO
 from helpers.project import GIT, Project, make_project, stage_env
 from helpers.tinydata import TINY_MODEL
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("cluster")]
+pytestmark = pytest.mark.xdist_group("cluster")
 
 TRIALS = 4
 STAGES = ("download", "tokenize", "prepare", "tune", "train", "evaluate")
@@ -131,6 +131,7 @@ def cluster(tmp_path_factory):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.integration
 def test_up_twice_is_one_cluster_on_127_0_0_1_with_private_settings(cluster):
     import psutil
     import requests
@@ -163,6 +164,7 @@ def test_up_twice_is_one_cluster_on_127_0_0_1_with_private_settings(cluster):
     assert requests.get(api, auth=me, timeout=30).status_code == 200
 
 
+@pytest.mark.integration
 def test_up_says_in_one_line_what_stops_it(cluster, tmp_path):
     other = open_folder()
     try:
@@ -180,6 +182,7 @@ def test_up_says_in_one_line_what_stops_it(cluster, tmp_path):
         shutil.rmtree(other, ignore_errors=True)
 
 
+@pytest.mark.integration
 def test_the_pipeline_on_the_cluster_with_tune_and_train_workers(cluster, monkeypatch, tmp_path):
     import mlflow
     import optuna
@@ -267,6 +270,7 @@ def test_the_pipeline_on_the_cluster_with_tune_and_train_workers(cluster, monkey
     assert (clone / "data" / "prepared" / "train.npz").is_file()
 
 
+@pytest.mark.integration
 def test_a_tune_worker_killed_mid_trial_leaves_a_failed_trial_and_a_full_study(cluster, tiny_prepared, tmp_path):
     """SIGKILL: the worker cannot end its trial; the heartbeat (shortened here) fails it, and the stage
     runs one more trial so the study still has all its trials."""
@@ -324,6 +328,7 @@ def test_a_tune_worker_killed_mid_trial_leaves_a_failed_trial_and_a_full_study(c
     assert json.loads((tmp_path / "tune" / "study.json").read_text())["trials"]["running"] == 0
 
 
+@pytest.mark.integration
 def test_down_leaves_no_process_and_keeps_the_data(cluster):
     from pipeline.core import process
 
@@ -338,3 +343,72 @@ def test_down_leaves_no_process_and_keeps_the_data(cluster):
     assert again.returncode == 0 and cluster.processes() == []
     repro = cluster.script("repro")
     assert repro.returncode == 1 and "the local cluster is not up (make cluster-up)" in repro.stderr
+
+
+# --- the pieces, without servers -----------------------------------------------------------------
+
+def sleeper(seconds: float = 60, code: int = 0) -> tuple[list[str], dict[str, str]]:
+    from pipeline.core import workers
+
+    return ([sys.executable, "-c", f"import sys, time; time.sleep({seconds}); sys.exit({code})"],
+            workers.worker_env())
+
+
+def test_workers_are_stopped_when_the_stage_fails():
+    from pipeline.core import workers
+
+    with pytest.raises(RuntimeError, match="trial budget"):
+        with workers.spawned([sleeper(), sleeper()], "t", fatal=False) as procs:
+            raise RuntimeError("trial budget")
+    assert [p.poll() for p in procs] == [-signal.SIGTERM] * 2
+
+
+def test_a_failed_worker_stops_the_chief_but_not_the_tune_stage(capsys):
+    from pipeline.core import workers
+    from pipeline.core.process import sigterm_as_interrupt
+
+    with workers.spawned([sleeper(0.1, code=3)], "tune", fatal=False):
+        time.sleep(1.5)   # goes on
+    assert "tune: worker 1 (pid" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+        with workers.spawned([sleeper(0.1, code=3)], "train", fatal=True):
+            time.sleep(30)
+    assert "ended with exit code 3; stopping" in capsys.readouterr().err
+
+
+def test_a_worker_dies_with_the_stage_that_started_it(tmp_path):
+    """kill -9 of the stage: the kernel sends its workers SIGTERM (bind_to_parent's PR_SET_PDEATHSIG)."""
+    from pipeline.core import process
+
+    stage = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        "from pipeline.core import workers\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'from pipeline.core import workers; "
+        "workers.bind_to_parent(); import time; time.sleep(60)'], env=workers.worker_env())\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    worker = int(stage.stdout.readline())
+    time.sleep(2)   # the worker has called bind_to_parent
+    assert process.alive(worker)
+    stage.kill()
+    stage.wait()
+    deadline = time.monotonic() + 10
+    while process.alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not process.alive(worker)
+
+
+def test_worker_counts_and_url_passwords():
+    from pipeline.core import tracking, workers
+    from pipeline.core.errors import StageError
+
+    assert workers.count("TUNE_WORKERS") == 1
+    os.environ["TUNE_WORKERS"] = "many"
+    try:
+        with pytest.raises(StageError, match=r"\$TUNE_WORKERS: 'many' is not a number of processes"):
+            workers.count("TUNE_WORKERS")
+        assert "TUNE_WORKERS" not in workers.worker_env()
+    finally:
+        del os.environ["TUNE_WORKERS"]
+    assert tracking.redact("storage postgresql+psycopg://optuna:s3cr-t_@127.0.0.1:5432/optuna, http://h:5000/x") == \
+        "storage postgresql+psycopg://optuna:***@127.0.0.1:5432/optuna, http://h:5000/x"
