@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from helpers import REPO, make_params
-from helpers.httpsite import free_port
+from helpers.postgres import postgres_server
 from helpers.tinydata import TINY_MODEL
 from pipeline.core.config import TrainParams, override
 from pipeline.core.errors import ParamsError, StageError
@@ -348,45 +348,21 @@ def test_two_workers_on_one_journal_file(project, monkeypatch, capsys):
 
 
 @pytest.fixture(scope="module")
-def postgres_url(tmp_path_factory):
+def postgres_url():
     """A PostgreSQL server of our own on 127.0.0.1 (or $PIPELINE_TEST_POSTGRES_URL)."""
-    import glob
-    import shutil
-    import tempfile
-
     if os.environ.get("PIPELINE_TEST_POSTGRES_URL"):
         yield os.environ["PIPELINE_TEST_POSTGRES_URL"]
         return
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or list(filter(None, [shutil.which("initdb")]))
-    if not found:
-        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it)")
-    bindir = Path(found[-1]).parent
-    # PostgreSQL refuses to run as root: as root, the server runs as the postgres user.
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    data = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))
-    if as_user:
-        shutil.chown(data, "postgres", "postgres")
-    port = free_port()
-
-    def pg(*cmd: str) -> None:
-        subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)
-
-    pg(str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "optuna", "--no-sync")
-    pg(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
-       f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-    try:
-        pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "optuna", "optuna")
-        yield f"postgresql://optuna@127.0.0.1:{port}/optuna"
-    finally:
-        pg(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop")
-        shutil.rmtree(data, ignore_errors=True)
+    with postgres_server() as url:
+        yield url
 
 
 @pytest.mark.integration
 def test_two_workers_on_one_postgresql_server(project, postgres_url, monkeypatch, capsys):
     study, errors = two_workers_then_main(project, postgres_url, False, monkeypatch, capsys)
     check_shared_study(study, errors, project)
-    assert json.loads((project / "tune" / "study.json").read_text())["storage"].startswith("postgresql://optuna@")
+    storage = json.loads((project / "tune" / "study.json").read_text())["storage"]
+    assert storage.split("@")[0] in ("postgresql://optuna:***", "postgresql://optuna")   # the password hidden
 
 
 def test_folds_cover_train_and_val_once_stratified_and_never_test():
