@@ -99,8 +99,9 @@ def _ours(outcome: Outcome | None, metric: str) -> str:
     if outcome is None:
         return "not run"
     other = next(m for m in SEED_METRICS if m != metric)
-    return (f"**{_figure(outcome.accuracy(metric))}** ({other.split('/')[0]} {_figure(outcome.accuracy(other))}, "
-            f"epoch {outcome.best_epoch})")
+    # An ensemble has no one best epoch: train logs best/epoch 0 for it (each member stops on its own).
+    when = f"epoch {outcome.best_epoch}" if outcome.best_epoch else "ensemble"
+    return f"**{_figure(outcome.accuracy(metric))}** ({other.split('/')[0]} {_figure(outcome.accuracy(other))}, {when})"
 
 
 def _baseline(seed: Outcome | None, tuned: Outcome | None) -> str:
