@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -34,6 +35,7 @@ SERVER_SCHEMES = ("http", "https", "databricks")
 _EXPORTED = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
 MAX_KEY_LENGTH = 250          # mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH
 MAX_PARAM_LENGTH = 6000       # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
+DATASET_ATTEMPTS = 5          # log_inputs tries: workers starting together race to create a dataset (log_datasets)
 MAX_TAG_LENGTH = 8000         # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
 # MLflow accepts names matching [/\w.\- :]; Python's \w is Unicode, so Hangul labels such as
 # "경제" are accepted as they are (a test checks this against the real store). Inside one name
@@ -460,5 +462,19 @@ def log_datasets(contexts: Sequence[str], dataset: str, run_id: str | None = Non
     import mlflow
 
     inputs = data_inputs(contexts, dataset) if contexts else []
-    if inputs:
-        mlflow.MlflowClient().log_inputs(run_id or mlflow.active_run().info.run_id, datasets=inputs)
+    if not inputs:
+        return
+    run_id = run_id or mlflow.active_run().info.run_id
+    for attempt in range(DATASET_ATTEMPTS):
+        try:
+            mlflow.MlflowClient().log_inputs(run_id, datasets=inputs)
+            return
+        except mlflow.exceptions.MlflowException as exc:
+            # MLflow's SQL store looks a dataset up, then inserts it: tune workers starting together
+            # race on the same (experiment, name, digest) and the loser's insert fails. Once the
+            # winner's row exists the lookup finds it, so trying again succeeds.
+            if "UNIQUE constraint" not in str(exc) and "duplicate key" not in str(exc):
+                raise
+            if attempt == DATASET_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
