@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from pipeline.core import paths, process
+from pipeline.core import paths, process, workers
 from pipeline.core.errors import PipelineError
 
 ADMIN_USER = "admin"
@@ -137,9 +137,7 @@ def port_free(host: str, port: int) -> bool:
 
 
 def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((client_host(host), 0))
-        return s.getsockname()[1]
+    return workers.free_ports(1, client_host(host))[0]
 
 
 def choose_port(var: str, remembered: int | None, host: str) -> int:

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import http.server
 import signal
-import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from pipeline.core import workers
 
 
 @dataclass
@@ -88,8 +89,6 @@ def serve() -> Iterator[Site]:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return workers.free_ports(1)[0]
 
 
