@@ -332,6 +332,12 @@ def test_a_tune_worker_killed_mid_trial_leaves_a_failed_trial_and_a_full_study(c
 def test_down_leaves_no_process_and_keeps_the_data(cluster):
     from pipeline.core import process
 
+    # Something in the artifact store whichever tests ran before: one file logged through the proxy.
+    # (in an experiment of its own: the pipeline's user may not write to MLflow's Default one)
+    logged = subprocess.run([sys.executable, "-c", "import mlflow\nmlflow.set_experiment('kept')\n"
+                             "with mlflow.start_run():\n    mlflow.log_text('kept', 'kept.txt')"],
+                            env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert logged.returncode == 0, logged.stderr[-2000:]
     pids = cluster.processes()
     assert len(pids) >= 3   # the postmaster, its workers, the MLflow server and uvicorn
     down = cluster.script("down")

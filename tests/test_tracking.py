@@ -114,6 +114,34 @@ def test_sigterm_marks_the_run_killed_and_the_old_handler_comes_back(repo):
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_a_sigterm_during_a_database_write_waits_for_it_and_the_run_still_ends_killed(repo):
+    """A KeyboardInterrupt between a SQLite INSERT and its COMMIT left the store locked by this process,
+    and ending the run KILLED failed with "database is locked" (seen in CI): the signal must wait."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    sent = []
+
+    def sigterm_inside_the_insert(conn, cursor, statement, *args):
+        if not sent and statement.lstrip().upper().startswith("INSERT INTO METRICS"):
+            sent.append(statement)
+            os.kill(os.getpid(), signal.SIGTERM)   # handled at the next bytecode: in SQLAlchemy
+
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.stage_run("train", make_params(), (), dataset="unit") as run:
+            event.listen(Engine, "before_cursor_execute", sigterm_inside_the_insert)
+            try:
+                import mlflow
+                mlflow.log_metric("during/write", 1.0)
+                time.sleep(5)   # the signal, delivered again, lands here
+            finally:
+                event.remove(Engine, "before_cursor_execute", sigterm_inside_the_insert)
+    assert sent, "the signal was sent during the INSERT"
+    ended = client().get_run(run.info.run_id)
+    assert ended.info.status == "KILLED"
+    assert ended.data.metrics == {"during/write": 1.0}, "the interrupted write was completed, not cut"
+
+
 def test_a_nested_run_ends_alone_and_runs_left_open_end_with_ours(repo):
     import mlflow
 

@@ -65,22 +65,49 @@ def owner():
     return process
 
 
+# Code that a KeyboardInterrupt must not cut in half: a SQLite write interrupted between its INSERT
+# and its COMMIT leaves the database locked by this very process, so the MLflow run can no longer
+# be ended KILLED ("database is locked" after MLflow's 20 s busy timeout; seen in CI).
+DATABASE_MODULES = ("sqlalchemy", "sqlite3", "psycopg", "psycopg2", "mlflow.store", "optuna.storages")
+RETRY_SECONDS = 0.05
+
+
+def in_database_call(frame: Any) -> bool:
+    """Whether `frame` (or a caller of it) runs code of a database client."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith(DATABASE_MODULES):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """While the block runs, SIGTERM (DVC, a CI timeout, `kill`, watch_owner) raises KeyboardInterrupt."""
+    """While the block runs, SIGTERM (DVC, a CI timeout, `kill`, watch_owner) raises KeyboardInterrupt.
+
+    Neither SIGTERM nor Ctrl-C interrupts a database call: the signal is delivered again a moment
+    later, until it lands outside one.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield   # handlers can only be installed from the main thread
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        if in_database_call(frame):
+            timer = threading.Timer(RETRY_SECONDS, os.kill, (os.getpid(), signum))
+            timer.daemon = True
+            timer.start()
+            return
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
         # None means a handler not installed from Python; the default is the closest we can do.
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 @contextmanager
