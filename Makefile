@@ -48,8 +48,8 @@ test-fast: $(STAMP)  ## the unit tier for the edit loop: no dvc repro, servers o
 test-slow: $(STAMP)  ## run only the slow tests
 	$(BIN)/python -m pytest -q -m slow
 
-lint: $(STAMP)  ## ruff (pipeline/, bench/, tests/) and the import-linter layer contracts
-	$(BIN)/ruff check pipeline bench tests
+lint: $(STAMP)  ## ruff (pipeline/, bench/, tests/, deploy/) and the import-linter layer contracts
+	$(BIN)/ruff check pipeline bench tests deploy
 	$(BIN)/lint-imports
 
 experiments: $(STAMP)  ## the tutorials' experiments (experiments/*.yaml) with dvc exp run, then docs/RESULTS.md

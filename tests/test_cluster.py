@@ -222,6 +222,8 @@ def test_the_pipeline_on_the_cluster_with_tune_and_train_workers(cluster, monkey
     finished = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(finished) == TRIALS and len({t.user_attrs["worker"] for t in finished}) == 2
     assert all(surplus_or_duplicate(t) for t in study.trials if t.state.name != "COMPLETE")
+    # Both processes found the study empty at once: still one baseline trial (params.yaml's values).
+    assert [t.number for t in finished if t.user_attrs.get("baseline")] == [0]
     assert summary["storage"].startswith("postgresql+psycopg://optuna:***@127.0.0.1:")
 
     # Training ran as 2 MultiWorkerMirroredStrategy processes; only the chief made a run.

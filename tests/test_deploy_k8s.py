@@ -423,7 +423,7 @@ def test_textclf_params_changes_only_the_named_key(tmp_path, capsys):
     assert changed.train.distribute == "multi_worker"
     train = original.train.model_copy(update={"distribute": "multi_worker"})
     assert changed == original.model_copy(update={"train": train})
-    for bad, message in (("train.distribute=bogus", "allowed"), ("train.nokey=1", "no such key"),
+    for bad, message in (("train.distribute=bogus", "allowed"), ("train.nokey=1", "unknown key"),
                          ("train", "KEY=VALUE")):
         with pytest.raises(SystemExit) as exc:
             set_params.main([bad, "--params", str(tmp_path / "params.yaml")])

@@ -126,7 +126,9 @@ def tiny_experiment(root: Path) -> None:
     write_experiment(root / "experiments", "tiny",
                      title="tiny table, LSTM(4)",
                      seed={"metric": "val/accuracy", "value": 0.9, "source": "made up for the test"},
-                     params={"train.model.cell": "lstm", "train.model.units": 4, "train.epochs": 2},
+                     # whitespace tokens: no JVM to start in either variant's tokenize stage
+                     params={"train.model.cell": "lstm", "train.model.units": 4, "train.epochs": 2,
+                             "tokenize.analyzer": "whitespace", "tokenize.pos_drop": []},
                      tuned={"tune.n_trials": 2, "tune.epochs": 1, "tune.startup_trials": 1,
                             "tune.space": {"model.units": {"type": "int", "low": 5, "high": 6}}})
 

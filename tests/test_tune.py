@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from helpers import REPO, make_params
-from helpers.postgres import postgres_server
 from helpers.tinydata import TINY_MODEL
 from pipeline.core.config import TrainParams, override
 from pipeline.core.errors import ParamsError, StageError
@@ -345,24 +344,6 @@ def test_two_workers_on_one_journal_file(project, monkeypatch, capsys):
     # A surplus trial (if any) fails before its MLflow run would start: the runs are the 6 trials.
     assert len(trial_runs) == 6 and {r.data.tags["optuna.state"] for r in trial_runs} <= {"COMPLETE", "PRUNED"}
     assert {r.info.status for r in runs} == {"FINISHED"}
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A PostgreSQL server of our own on 127.0.0.1 (or $PIPELINE_TEST_POSTGRES_URL)."""
-    if os.environ.get("PIPELINE_TEST_POSTGRES_URL"):
-        yield os.environ["PIPELINE_TEST_POSTGRES_URL"]
-        return
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.mark.integration
-def test_two_workers_on_one_postgresql_server(project, postgres_url, monkeypatch, capsys):
-    study, errors = two_workers_then_main(project, postgres_url, False, monkeypatch, capsys)
-    check_shared_study(study, errors, project)
-    storage = json.loads((project / "tune" / "study.json").read_text())["storage"]
-    assert storage.split("@")[0] in ("postgresql://optuna:***", "postgresql://optuna")   # the password hidden
 
 
 def test_folds_cover_train_and_val_once_stratified_and_never_test():

@@ -19,19 +19,12 @@ from pathlib import Path
 import yaml
 
 
-def apply(raw: dict, assignment: str) -> None:
+def parse(assignment: str) -> tuple[str, object]:
+    """KEY=VALUE as (KEY, VALUE read as YAML); an empty VALUE is the empty string."""
     key, sep, text = assignment.partition("=")
     if not sep or not key:
         raise SystemExit(f"textclf-params: {assignment!r}: expected KEY=VALUE")
-    *parents, leaf = key.split(".")
-    node = raw
-    for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict):
-            raise SystemExit(f"textclf-params: {key}: no such section in params.yaml")
-    if leaf not in node:
-        raise SystemExit(f"textclf-params: {key}: no such key in params.yaml")
-    node[leaf] = yaml.safe_load(text) if text.strip() else ""
+    return key, yaml.safe_load(text) if text.strip() else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,16 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--out", type=Path, help="default: params.cluster.yaml beside --params")
     args = parser.parse_args(argv)
-    from pipeline.core.config import check_params, read_yaml   # the stages' own reader and checks
-    from pipeline.core.errors import ParamsError
+    # The stages' own reader and checks, and the experiments' dotted-key override (as `dvc exp run -S`).
+    from pipeline.core.config import check_params, read_yaml
+    from pipeline.core.errors import PipelineError
+    from pipeline.experiments.spec import apply
 
-    raw = read_yaml(args.params)
-    for assignment in args.assignments:
-        apply(raw, assignment)
+    overrides = dict(parse(a) for a in args.assignments)
     out = args.out or args.params.with_name("params.cluster.yaml")
     try:
+        raw = apply(read_yaml(args.params), overrides, str(args.params))
         check_params(raw, source=f"{args.params} with {' '.join(args.assignments)}")
-    except ParamsError as error:
+    except PipelineError as error:
         raise SystemExit(f"textclf-params: {error}") from None
     out.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
     print(f"textclf-params: {out}: {args.params} with {', '.join(args.assignments)}", flush=True)

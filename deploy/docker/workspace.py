@@ -46,7 +46,8 @@ def wait_for(endpoints: list[str], timeout: float) -> None:
                     break
             except OSError as error:
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"textclf-workspace: {endpoint} not reachable after {timeout:.0f} s: {error}")
+                    raise SystemExit(f"textclf-workspace: {endpoint} not reachable after {timeout:.0f} s: "
+                                     f"{error}") from None
                 time.sleep(2)
         print(f"textclf-workspace: {endpoint} is up", flush=True)
 

@@ -219,27 +219,12 @@ class Report:
 def run_trials(study, objective: Objective, cfg, worker: bool) -> int:
     """Trials until the study holds tune.n_trials (all workers together) or tune.timeout passes;
     how many this process ran."""
-    started, failures_in_a_row, ran = time.monotonic(), 0, 0
+    started, ran = time.monotonic(), 0
     studies.fail_dead_trials(study)
     report = Report(cfg.n_trials)
     while True:
-        stopped = False
-        # Waiting (enqueued) trials are drawn even when they fill the budget: a duplicate baseline
-        # among them is failed unrun, which frees its place.
-        while studies.counted(study) < cfg.n_trials or studies.waiting(study):
-            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[report], gc_after_trial=True)
-            ran += 1
-            failures_in_a_row = failures_in_a_row + 1 if report.last_state == "FAIL" else 0
-            if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-                say(f"{failures_in_a_row} trials failed in a row; stopping (see the reasons above)")
-                stopped = True
-                break
-            # Checked between trials, as Optuna does: a trial in progress finishes, and a run does at
-            # least one trial however short the timeout.
-            if cfg.timeout and time.monotonic() - started >= cfg.timeout and studies.counted(study) < cfg.n_trials:
-                say(f"tune.timeout ({cfg.timeout:g} s) reached")
-                stopped = True
-                break
+        more, stopped = trials_to_budget(study, objective, cfg, report, started)
+        ran += more
         if worker:
             return ran
         wait_for_workers(study)
@@ -249,6 +234,27 @@ def run_trials(study, objective: Objective, cfg, worker: bool) -> int:
         # is short of that trial, and this run makes it up.
         say(f"the study is {cfg.n_trials - studies.counted(study)} trial(s) short (a worker died mid-trial): "
             "running them here")
+
+
+def trials_to_budget(study, objective: Objective, cfg, report: Report, started: float) -> tuple[int, bool]:
+    """One trial at a time while the study is short of tune.n_trials: (how many ran, whether it
+    stopped early, on failures in a row or tune.timeout)."""
+    ran = failures_in_a_row = 0
+    # Waiting (enqueued) trials are drawn even when they fill the budget: a duplicate baseline
+    # among them is failed unrun, which frees its place.
+    while studies.counted(study) < cfg.n_trials or studies.waiting(study):
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[report], gc_after_trial=True)
+        ran += 1
+        failures_in_a_row = failures_in_a_row + 1 if report.last_state == "FAIL" else 0
+        if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            say(f"{failures_in_a_row} trials failed in a row; stopping (see the reasons above)")
+            return ran, True
+        # Checked between trials, as Optuna does: a trial in progress finishes, and a run does at
+        # least one trial however short the timeout.
+        if cfg.timeout and time.monotonic() - started >= cfg.timeout and studies.counted(study) < cfg.n_trials:
+            say(f"tune.timeout ({cfg.timeout:g} s) reached")
+            return ran, True
+    return ran, False
 
 
 def wait_for_workers(study, poll: float = 5.0) -> None:

@@ -11,18 +11,14 @@ import argparse
 import html.parser
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from helpers.httpsite import free_port
+from helpers.httpsite import free_port, server_process
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # MLflow 3.17's UI opens an experiment on the GenAI overview unless the sidebar's switch says
@@ -96,30 +92,10 @@ def mlflow_ui(store_uri: str, log_path: Path, wait: float = 120) -> Iterator[str
     base URL once /health answers. Stopped (its process group) on exit."""
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri,
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + wait
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"mlflow server exited: {log_path.read_text()[-3000:]}")
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
-                        if answer.status == 200:
-                            break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server: no answer on /health within {wait:.0f} s")
-                time.sleep(0.5)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
+    with server_process([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri,
+                         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                        port, "/health", log_path, wait, env=env) as base:
+        yield base
 
 
 def experiment_url(base: str, experiment_id: str) -> str:

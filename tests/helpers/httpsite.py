@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import http.server
+import os
 import signal
+import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pipeline.core import workers
 
@@ -91,4 +97,32 @@ def serve() -> Iterator[Site]:
 def free_port() -> int:
     return workers.free_ports(1)[0]
 
+
+@contextmanager
+def server_process(argv: list[str], port: int, ready_path: str, log_path: Path, wait: float,
+                   **popen) -> Iterator[str]:
+    """A server started as `argv` (its own process group, output in log_path) listening on `port`:
+    its base URL once GET `ready_path` answers 200. The whole group is stopped on exit."""
+    base, name = f"http://127.0.0.1:{port}", " ".join(argv[2:4])   # e.g. "mlflow server"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen)
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                if server.poll() is not None:
+                    raise RuntimeError(f"{name} exited: {log_path.read_text()[-3000:]}")
+                try:
+                    with urllib.request.urlopen(base + ready_path, timeout=5) as answer:
+                        if answer.status == 200:
+                            break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name}: no answer on {ready_path} within {wait:.0f} s")
+                time.sleep(0.5)
+            yield base
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
 
