@@ -70,7 +70,9 @@ def test_csv_in_batches_keeps_rows_ids_and_other_columns(classifier, tmp_path):
     assert out[EMPTY].tolist() == [i == 7 for i in range(23)]
     learned = out[PREDICTED].astype(str).drop(index=7)
     assert learned.tolist() == ["1" if i % 2 == 0 else "0" for i in learned.index]
-    pd.testing.assert_frame_equal(out, pd.read_csv(tmp_path / "big.csv", dtype={"id": str}))
+    # The same answers; probabilities to float32 rounding: TF on CPU may sum in another order for
+    # another batch shape (seen once: 0.00177133 against 0.00177139).
+    pd.testing.assert_frame_equal(out, pd.read_csv(tmp_path / "big.csv", dtype={"id": str}), rtol=1e-4, atol=1e-6)
     assert small["rows"] == 23 and small["empty"] == 1
 
 
