@@ -160,6 +160,26 @@ def test_seoul120_through_an_http_mirror_of_the_shared_data(in_tmp, site, shared
 
 
 @pytest.mark.shared
+def test_the_manifest_is_the_same_wherever_the_mirror_and_the_clone_are(in_tmp, shared_data, monkeypatch):
+    """Two clones, each with its own mirror folder and cache: the same data/raw bytes, so DVC sees
+    no new data on a teammate's machine (the manifest used to hold the mirror's absolute path)."""
+    import shutil
+
+    manifests = []
+    for clone in ("one", "two"):
+        mirror = in_tmp / clone / "shared" / "data"
+        (mirror / "seoul120").mkdir(parents=True)
+        shutil.copyfile(shared_data / "seoul120" / "seoul-120-text.csv", mirror / "seoul120" / "seoul-120-text.csv")
+        monkeypatch.setenv("PIPELINE_CACHE_DIR", str(in_tmp / clone / ".cache"))
+        raw = in_tmp / clone / "data" / "raw"
+        for _ in range(2):   # the second run takes the file from the download cache
+            manifest = download(DatasetParams(name="seoul120"), FAST, raw_dir=raw, mirror=str(mirror))
+            manifests.append((raw / "manifest.json").read_bytes())
+    assert manifest["files"][0]["source"] == "$PIPELINE_DATA_MIRROR/seoul120/seoul-120-text.csv"
+    assert len(set(manifests)) == 1
+
+
+@pytest.mark.shared
 def test_rebuilt_nsmc_is_refused_as_canonical_nsmc(in_tmp, shared_data):
     with pytest.raises(ChecksumMismatch) as err:
         download(DatasetParams(name="nsmc"), FAST, mirror=str(shared_data))

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -28,6 +29,25 @@ def mirror_location(mirror: str, dataset: str, name: str) -> str:
     if "://" in mirror:
         return f"{mirror.rstrip('/')}/{quote(dataset)}/{quote(name)}"
     return str(Path(mirror) / dataset / name)
+
+
+def recorded_source(source: str, mirror: str | None, cache_root: Path) -> str:
+    """Where a known dataset's file came from, as data/raw/manifest.json records it.
+
+    A URL is kept as it is. A local file is named by $PIPELINE_DATA_MIRROR (or the download cache)
+    and its place there, not by its absolute path: that differs between clones, and a manifest
+    that differs is new data/raw to DVC, so a teammate's `dvc repro` after `dvc pull` would re-run
+    every stage after download.
+    """
+    if "://" in source:
+        return source
+    for root, name in ((mirror, f"${MIRROR_ENV}"), (str(cache_root), "download cache")):
+        if root and "://" not in root:
+            try:
+                return f"{name}/{Path(source).resolve().relative_to(Path(root).resolve()).as_posix()}"
+            except ValueError:
+                continue
+    return source
 
 
 def fetch_cached(file: RemoteFile, sources: list[str], cache: Path, settings: DownloadParams,
@@ -110,7 +130,8 @@ def download(dataset: DatasetParams, settings: DownloadParams, raw_dir: Path = p
         description, official_test = f"your table {dataset.table.source}", False
     else:
         spec = KNOWN[dataset.name]
-        fetched = [(f, r, cache_root / spec.name / f.name)
+        fetched = [(f, replace(r, source=recorded_source(r.source, mirror, cache_root)),
+                    cache_root / spec.name / f.name)
                    for f, r in fetch_known(spec, settings, cache_root, mirror)]
         description, official_test = spec.description, spec.official_test
     manifest = {
