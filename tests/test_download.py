@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import pytest
 
@@ -163,8 +164,6 @@ def test_seoul120_through_an_http_mirror_of_the_shared_data(in_tmp, site, shared
 def test_the_manifest_is_the_same_wherever_the_mirror_and_the_clone_are(in_tmp, shared_data, monkeypatch):
     """Two clones, each with its own mirror folder and cache: the same data/raw bytes, so DVC sees
     no new data on a teammate's machine (the manifest used to hold the mirror's absolute path)."""
-    import shutil
-
     manifests = []
     for clone in ("one", "two"):
         mirror = in_tmp / clone / "shared" / "data"

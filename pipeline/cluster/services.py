@@ -374,25 +374,33 @@ def start_mlflow(lay: Layout, host: str, port: int, backend: str, secret_key: st
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_healthy(lay: Layout, proc: subprocess.Popen, url: str) -> None:
+def wait_answering(proc: subprocess.Popen, url: str, seconds: float, what: str, log: Path) -> None:
+    """Return once GET `url` answers 2xx. ClusterError if `proc` exits first (with the telling line
+    of its log) or nothing answers within `seconds` (the process is left to the caller)."""
     import requests
 
-    deadline = time.monotonic() + START_SECONDS
+    deadline = time.monotonic() + seconds
     while True:
         code = proc.poll()
         if code is not None:
-            raise ClusterError(f"the MLflow server exited ({code}) while starting: {last_error(lay.mlflow_log)} "
-                               f"(log: {lay.mlflow_log})")
+            raise ClusterError(f"{what} exited ({code}) while starting: {last_error(log)} (log: {log})")
         try:
-            if requests.get(f"{url}/health", timeout=3).ok:
+            if requests.get(url, timeout=3).ok:
                 return
         except requests.RequestException:
             pass
         if time.monotonic() > deadline:
-            stop_group(proc.pid)
-            raise ClusterError(f"the MLflow server did not answer at {url}/health within {START_SECONDS:g} s "
-                               f"(log: {lay.mlflow_log})")
+            raise ClusterError(f"{what} did not answer at {url} within {seconds:g} s (log: {log})")
         time.sleep(0.5)
+
+
+def wait_healthy(lay: Layout, proc: subprocess.Popen, url: str) -> None:
+    try:
+        wait_answering(proc, f"{url}/health", START_SECONDS, "the MLflow server", lay.mlflow_log)
+    except ClusterError:
+        if proc.poll() is None:
+            stop_group(proc.pid)
+        raise
 
 
 def ensure_pipeline_user(url: str, pw: dict[str, str]) -> None:

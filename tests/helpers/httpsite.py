@@ -7,8 +7,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,27 +100,17 @@ def free_port() -> int:
 def server_process(argv: list[str], port: int, ready_path: str, log_path: Path, wait: float,
                    **popen) -> Iterator[str]:
     """A server started as `argv` (its own process group, output in log_path) listening on `port`:
-    its base URL once GET `ready_path` answers 200. The whole group is stopped on exit."""
-    base, name = f"http://127.0.0.1:{port}", " ".join(argv[2:4])   # e.g. "mlflow server"
+    its base URL once GET `ready_path` answers, waited for as `make cluster-up` waits for its MLflow
+    server. The whole group is stopped on exit."""
+    from pipeline.cluster.services import wait_answering
+
+    base = f"http://127.0.0.1:{port}"
     with log_path.open("w") as log:
         server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen)
         try:
-            deadline = time.monotonic() + wait
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"{name} exited: {log_path.read_text()[-3000:]}")
-                try:
-                    with urllib.request.urlopen(base + ready_path, timeout=5) as answer:
-                        if answer.status == 200:
-                            break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name}: no answer on {ready_path} within {wait:.0f} s")
-                time.sleep(0.5)
+            wait_answering(server, base + ready_path, wait, " ".join(argv[2:4]), log_path)   # "mlflow server"
             yield base
         finally:
             if server.poll() is None:
                 os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
-
