@@ -69,6 +69,38 @@ def test_learns_a_separable_task_and_keeps_the_best_epoch():
     assert result.best_epoch == 1 + int(np.argmin([r["val/loss"] for r in result.history]))
 
 
+def test_monitoring_val_accuracy_keeps_the_epoch_of_highest_accuracy():
+    """With train.monitor val/accuracy, the kept weights are those of the first epoch of highest
+    val accuracy, whatever its loss: the model returned scores exactly that epoch's figures."""
+    import keras
+
+    from pipeline.model.inference import predict_proba
+
+    data = tiny_data()
+    # A high learning rate makes the loss and the accuracy peak at different epochs.
+    cfg = tiny_train(epochs=6, batch_size=16, seed=3, learning_rate=0.05, early_stopping_patience=0,
+                     monitor="val/accuracy", bucket_by_length=False)
+    keras.utils.set_random_seed(3)
+    result = fit(data, cfg, make_strategy("none"), progress=False)
+    accuracies = [r["val/accuracy"] for r in result.history]
+    assert result.best_epoch == 1 + int(np.argmax(accuracies))
+    proba = predict_proba(result.model, data.val["x"], data.val["length"], data.padding, 64)
+    assert float((proba.argmax(1) == data.val["y"]).mean()) == pytest.approx(max(accuracies))
+    # the case this test is for: under val/loss another epoch would have been kept
+    assert result.best_epoch != 1 + int(np.argmin([r["val/loss"] for r in result.history]))
+
+
+def test_patience_counts_epochs_without_a_better_monitored_figure():
+    cfg = tiny_train(epochs=30, batch_size=16, seed=3, learning_rate=0.01, early_stopping_patience=2,
+                     monitor="val/accuracy")
+    result = fit(tiny_data(), cfg, make_strategy("none"), progress=False)
+    accuracies = [r["val/accuracy"] for r in result.history]
+    assert len(accuracies) < 30, "stopped early"
+    # it stopped exactly two epochs after the last strict improvement of the accuracy
+    assert len(accuracies) == result.best_epoch + 2
+    assert max(accuracies[result.best_epoch:]) <= accuracies[result.best_epoch - 1]
+
+
 def test_an_interrupted_fit_resumes_where_it_stopped(tmp_path):
     import keras
 

@@ -180,6 +180,7 @@ class TrainParams(_Section):
     scale_learning_rate: bool = False  # multiply by the number of replicas
     class_weight: Literal["none", "balanced"] = "none"
     early_stopping_patience: int = Field(3, ge=0, le=1000)   # 0: off
+    monitor: Literal["val/loss", "val/accuracy"] = "val/loss"   # early stopping and the epoch kept
     distribute: Literal["auto", "mirrored", "multi_worker", "none"] = "auto"
     devices: Strings = ()             # mirrored: e.g. [/gpu:0, /gpu:1]; empty: every GPU
     bucket_by_length: bool = True     # batch similar lengths, pad per batch instead of to maxlen
@@ -196,7 +197,7 @@ class TrainParams(_Section):
 
 # Keys of the train section a study may vary (tune.space); the rest define the experiment itself.
 TUNABLE_TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "scale_learning_rate",
-                      "class_weight", "early_stopping_patience", "bucket_by_length", "maxlen", "clip_norm",
+                      "class_weight", "early_stopping_patience", "monitor", "bucket_by_length", "maxlen", "clip_norm",
                       "lr_schedule", "warmup_epochs", "label_smoothing")
 
 

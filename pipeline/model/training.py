@@ -207,6 +207,11 @@ def _step_functions(model, optimizer, strategy, binary: bool, class_weight, elem
     return tf.function(distributed_step, input_signature=[element_spec]), eval_step
 
 
+def _score(row: dict, monitor: str) -> float:
+    """The monitored validation figure as one to minimise: the loss, or the accuracy negated."""
+    return row[monitor] if monitor == "val/loss" else -row[monitor]
+
+
 def _sums(step, batches) -> np.ndarray:
     totals = np.zeros(3)
     for batch in batches:
@@ -216,7 +221,8 @@ def _sums(step, batches) -> np.ndarray:
 
 def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = None,
         on_epoch_end: EpochHook | None = None, progress: bool | None = None) -> FitResult:
-    """Train with early stopping on val loss; resume from backup_dir when it holds a checkpoint."""
+    """Train with early stopping on cfg.monitor (val loss or accuracy), keeping its best epoch's
+    weights; resume from backup_dir when it holds a checkpoint."""
     import tensorflow as tf
     from tqdm import tqdm
 
@@ -234,7 +240,8 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
         # tf.function down its variable-initialisation path, which fails under MirroredStrategy.
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-        best_loss = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
+        # The monitored figure as one to minimise (accuracy negated), the best so far.
+        best_score = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
         wait = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def epoch_iterator(epoch: int):
@@ -247,7 +254,7 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
                                             weights, epoch_iterator(0).element_spec, cfg.label_smoothing)
     best_weights = [v.numpy() for v in model.weights]
     backup = Backup(backup_dir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
-                                                    best_loss=best_loss, wait=wait), strategy)
+                                                    best_score=best_score, wait=wait), strategy)
     history, saved_best = backup.restore()
     best_weights = saved_best or best_weights
     result = FitResult(model=model, resumed_from_epoch=int(epoch_var.numpy()), replicas=replicas)
@@ -273,9 +280,9 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
             raise StageError(f"train: the loss became {row['train/loss']} in epoch {epoch + 1}; "
                              "lower train.learning_rate")
         result.history.append(row)
-        improved = row["val/loss"] < float(best_loss.numpy())
+        improved = _score(row, cfg.monitor) < float(best_score.numpy())
         if improved:
-            best_loss.assign(row["val/loss"])
+            best_score.assign(_score(row, cfg.monitor))
             wait.assign(0)
             best_weights = [v.numpy() for v in model.weights]
         else:
@@ -291,7 +298,8 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
             break
     for v, w in zip(model.weights, best_weights):
         v.assign(w)
-    result.best_epoch = 1 + int(np.argmin([r["val/loss"] for r in result.history])) if result.history else 0
+    scores = [_score(r, cfg.monitor) for r in result.history]
+    result.best_epoch = 1 + int(np.argmin(scores)) if scores else 0   # the first best, as `improved` keeps
     result.seconds = time.perf_counter() - started
     return result
 
