@@ -232,3 +232,53 @@ def test_fit_ensemble_averages_members_trained_with_their_own_seeds(tmp_path):
     accuracy = float((mean.argmax(1) == data.val["y"]).mean())
     assert result.best["val/accuracy"] == pytest.approx(accuracy)
     assert {k.split("/")[0] for row in logged for k in row if "/" in k} == {"member_0", "member_1"}
+
+
+def test_a_fit_resumed_after_it_stopped_early_trains_no_more(tmp_path):
+    cfg = tiny_train(epochs=30, batch_size=16, seed=3, learning_rate=0.01, early_stopping_patience=2,
+                     monitor="val/accuracy")   # the accuracy reaches 1.0 and stops improving; the loss would not
+    first = fit(tiny_data(), cfg, make_strategy("none"), backup_dir=tmp_path, progress=False)
+    assert len(first.history) < 30
+    again = fit(tiny_data(), cfg, make_strategy("none"), backup_dir=tmp_path, progress=False)
+    assert again.resumed_from_epoch == len(first.history) and again.history == first.history
+    assert again.best_epoch == first.best_epoch
+
+
+def test_refit_trains_from_the_seed_on_train_and_val_for_the_kept_epochs():
+    """train.refit: the model returned is the seed's model trained on train + val for the epoch count
+    early stopping kept, its last weights; the validation figures stay the first fit's."""
+    from pipeline.core.seed import set_seed
+    from pipeline.model.training import fit_ensemble
+
+    data = tiny_data()
+    cfg = tiny_train(epochs=8, batch_size=16, seed=3, learning_rate=0.01, early_stopping_patience=1, refit=True,
+                     bucket_by_length=False)
+    set_seed(3)
+    result = fit_ensemble(data, cfg, make_strategy("none"), progress=False)
+    assert result.refit_epochs == [result.best_epoch] and result.best == result.history[result.best_epoch - 1]
+    whole = data.with_val_in_train()
+    assert len(whole.train["y"]) == len(data.train["y"]) + len(data.val["y"])
+    np.testing.assert_array_equal(whole.train["x"][-len(data.val["y"]):], data.val["x"])
+    set_seed(3)
+    direct = fit(whole, cfg.model_copy(update={"epochs": result.best_epoch, "early_stopping_patience": 0}),
+                 make_strategy("none"), progress=False, keep_last=True)
+    for a, b in zip(result.model.weights, direct.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    set_seed(3)
+    plain = fit_ensemble(data, cfg.model_copy(update={"refit": False}), make_strategy("none"), progress=False)
+    assert not all(np.allclose(a.numpy(), b.numpy()) for a, b in zip(result.model.weights, plain.model.weights))
+
+
+def test_a_refit_ensemble_reports_the_first_fits_val_and_averages_the_refits(tmp_path):
+    from pipeline.model.inference import predict_proba
+    from pipeline.model.training import fit_ensemble
+
+    data = tiny_data()
+    cfg = tiny_train(epochs=3, batch_size=16, seed=3, learning_rate=0.01, ensemble=2, refit=True)
+    result = fit_ensemble(data, cfg, make_strategy("none"), backup_dir=tmp_path, progress=False)
+    assert result.refit_epochs == [m.best_epoch for m in result.members]
+    x, lengths, y = data.val["x"], data.val["length"], data.val["y"]
+    first = np.mean([predict_proba(m.model, x, lengths, data.padding, 64) for m in result.members], axis=0)
+    assert result.best["val/accuracy"] == pytest.approx(float((first.argmax(1) == y).mean()))
+    final = predict_proba(result.model, x, lengths, data.padding, 64)
+    assert not np.allclose(final, first, atol=1e-4), "the model returned is the refits' average"

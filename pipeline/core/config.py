@@ -193,6 +193,7 @@ class TrainParams(_Section):
     warmup_epochs: float = Field(0.0, ge=0, le=1000)          # cosine only
     label_smoothing: float = Field(0.0, ge=0, lt=1)          # training loss only; reported losses are plain
     ensemble: int = Field(3, ge=1, le=32)        # members (seeds seed..seed+n-1), probabilities averaged in one model
+    refit: bool = False   # train each member again on train+val for its kept epoch count (val figures: the first fit's)
 
 
 # Keys of the train section a study may vary (tune.space); the rest define the experiment itself.

@@ -44,6 +44,11 @@ class Prepared:
             self, maxlen=maxlen, train=shorten(self.train, maxlen, self.padding, self.truncating),
             val=shorten(self.val, maxlen, self.padding, self.truncating))
 
+    def with_val_in_train(self) -> Prepared:
+        """train + val as the training split (train.refit); val stays as it was, now seen in training."""
+        both = {k: np.concatenate([self.train[k], self.val[k]]) for k in self.train if k in self.val}
+        return dataclasses.replace(self, train=both)
+
 
 def load_prepared(folder: Path = paths.PREPARED_DIR) -> Prepared:
     if not (folder / "train.npz").is_file():

@@ -66,6 +66,7 @@ class FitResult:
     replicas: int = 1
     seconds: float = 0.0
     members: list[FitResult] = field(default_factory=list)   # an ensemble's, each with its own history
+    refit_epochs: list[int] = field(default_factory=list)   # train.refit: each member's epochs on train + val
     ensemble_val: dict | None = None    # an ensemble's own val/loss and val/accuracy
 
     @property
@@ -220,9 +221,13 @@ def _sums(step, batches) -> np.ndarray:
 
 
 def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = None,
-        on_epoch_end: EpochHook | None = None, progress: bool | None = None) -> FitResult:
+        on_epoch_end: EpochHook | None = None, progress: bool | None = None, *,
+        stop_after: int | None = None, keep_last: bool = False) -> FitResult:
     """Train with early stopping on cfg.monitor (val loss or accuracy), keeping its best epoch's
-    weights; resume from backup_dir when it holds a checkpoint."""
+    weights; resume from backup_dir when it holds a checkpoint.
+
+    `stop_after` ends training after that many epochs (the learning-rate schedule still spans
+    cfg.epochs) and `keep_last` keeps the last epoch's weights instead of the best: a refit's."""
     import tensorflow as tf
     from tqdm import tqdm
 
@@ -263,7 +268,10 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
     val = make_dataset(data.val, 4 * global_batch, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length,
                        padding=data.padding, shuffle=False).cache().prefetch(tf.data.AUTOTUNE)
     started = time.perf_counter()
-    for epoch in range(result.resumed_from_epoch, cfg.epochs):
+    last = min(cfg.epochs, stop_after or cfg.epochs)
+    if cfg.early_stopping_patience and int(wait.numpy()) >= cfg.early_stopping_patience:
+        last = result.resumed_from_epoch   # resumed after it had stopped early: nothing left to train
+    for epoch in range(result.resumed_from_epoch, last):
         it = epoch_iterator(epoch)
         bar = tqdm(range(n_steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
                    disable=None if progress is None else not progress, file=sys.stderr)
@@ -296,10 +304,13 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
             on_epoch_end(epoch, row)
         if cfg.early_stopping_patience and int(wait.numpy()) >= cfg.early_stopping_patience:
             break
-    for v, w in zip(model.weights, best_weights):
-        v.assign(w)
-    scores = [_score(r, cfg.monitor) for r in result.history]
-    result.best_epoch = 1 + int(np.argmin(scores)) if scores else 0   # the first best, as `improved` keeps
+    if keep_last:
+        result.best_epoch = len(result.history)
+    else:
+        for v, w in zip(model.weights, best_weights):
+            v.assign(w)
+        scores = [_score(r, cfg.monitor) for r in result.history]
+        result.best_epoch = 1 + int(np.argmin(scores)) if scores else 0   # the first best, as `improved` keeps
     result.seconds = time.perf_counter() - started
     return result
 
@@ -323,22 +334,46 @@ def average_members(members: list):
     return keras.Model(tokens, output, name="ensemble")
 
 
+def refit(data: Prepared, cfg: TrainParams, strategy, epochs: int, backup_dir: Path | None = None,
+          progress: bool | None = None):
+    """train.refit: the model trained again from its seed on train + val for `epochs` epochs (the
+    count early stopping kept), its last weights kept. It learns from every row the linear baseline
+    does; nothing is left to stop on, so the epoch count comes from the first fit."""
+    from pipeline.core.seed import set_seed
+
+    print(f"train: refit on train + val for {epochs} epoch(s) (seed {cfg.seed})", file=sys.stderr)
+    set_seed(cfg.seed)
+    once = cfg.model_copy(update={"early_stopping_patience": 0, "refit": False})
+    return fit(data.with_val_in_train(), once, strategy, backup_dir, None, progress, stop_after=epochs,
+               keep_last=True).model
+
+
 def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = None,
                  on_epoch_end: EpochHook | None = None, progress: bool | None = None) -> FitResult:
     """train.ensemble members trained with seeds seed, seed+1, ... (each `fit`, early-stopped on its
-    own), averaged into one model; with one member, `fit` itself.
+    own), averaged into one model; with one member, `fit` itself. With train.refit each member is
+    then trained again on train + val (`refit`), and the averaged refits are the model returned;
+    the validation figures stay those of the first fits.
 
     Member i's epochs reach `on_epoch_end` with their metric names under `member_<i>/`; each member
     resumes from its own folder of backup_dir.
     """
     if cfg.ensemble == 1:
-        return fit(data, cfg, strategy, backup_dir, on_epoch_end, progress)
+        started = time.perf_counter()
+        result = fit(data, cfg, strategy, backup_dir, on_epoch_end, progress)
+        if cfg.refit:
+            result.model = refit(data, cfg, strategy, result.best_epoch,
+                                 backup_dir / "refit" if backup_dir else None, progress)
+            result.refit_epochs = [result.best_epoch]
+            result.seconds = time.perf_counter() - started
+        return result
     import tensorflow as tf
 
     from pipeline.core.seed import set_seed
     from pipeline.model.architecture import output_spec
 
     members: list[FitResult] = []
+    refits = []   # train.refit: each member trained again on train + val
     started = time.perf_counter()
     for i in range(cfg.ensemble):
         member = cfg.model_copy(update={"seed": cfg.seed + i, "ensemble": 1})
@@ -349,10 +384,13 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
                 on_epoch_end(epoch, {(f"member_{i}/{k}" if "/" in k else k): v for k, v in row.items()})
 
         print(f"train: ensemble member {i + 1}/{cfg.ensemble} (seed {member.seed})", file=sys.stderr)
-        members.append(fit(data, member, strategy, backup_dir / f"member-{i}" if backup_dir else None,
-                           hook, progress))
+        folder = backup_dir / f"member-{i}" if backup_dir else None
+        members.append(fit(data, member, strategy, folder, hook, progress))
+        if cfg.refit:
+            refits.append(refit(data, member, strategy, members[-1].best_epoch, folder and folder / "refit",
+                                progress))
     with strategy.scope():
-        model = average_members([m.model for m in members])
+        model = average_members([m.model for m in members])   # the first fits': what val can score
     binary = output_spec(len(data.labels))[0] == 1
     per_example = _per_example(binary)
     val = make_dataset(data.val, 256, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length, padding=data.padding,
@@ -360,7 +398,11 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
     step = tf.function(lambda x, y: [tf.reduce_sum(t) for t in per_example(y, model(x, training=False))]
                        + [tf.cast(tf.size(y), tf.float32)], reduce_retracing=True)
     loss, correct, rows = _sums(step, val)
+    if refits:   # val has been trained on: its figures stay the first fits' ensemble's
+        with strategy.scope():
+            model = average_members(refits)
     return FitResult(model=model, history=[{**row, "member": i} for i, m in enumerate(members) for row in m.history],
                      best_epoch=0, resumed_from_epoch=members[0].resumed_from_epoch, replicas=members[0].replicas,
                      seconds=time.perf_counter() - started, members=members,
-                     ensemble_val={"val/loss": float(loss / rows), "val/accuracy": float(correct / rows)})
+                     ensemble_val={"val/loss": float(loss / rows), "val/accuracy": float(correct / rows)},
+                     refit_epochs=[m.best_epoch for m in members] if refits else [])

@@ -160,10 +160,13 @@ def _train(params: Params, args, distribute: str) -> None:
         return
     best = result.best
     run_info = {"run_id": active.info.run_id if active else None, "best_epoch": result.best_epoch,
-                "replicas": result.replicas, "strategy": type(strategy).__name__, "tuned_from": tuned}
+                "replicas": result.replicas, "strategy": type(strategy).__name__, "tuned_from": tuned,
+                "refit_epochs": result.refit_epochs}
     if active:
         mlflow.log_metrics({"best/val_loss": best["val/loss"], "best/val_accuracy": best["val/accuracy"],
                             "best/epoch": result.best_epoch})
+        if result.refit_epochs:
+            mlflow.set_tag("train.refit_epochs", ",".join(map(str, result.refit_epochs)))
     write_models_dir(result, data, params, run_info,
                      publish_model(params.dataset.name, data.labels) if active else None)
     if active:
@@ -171,6 +174,8 @@ def _train(params: Params, args, distribute: str) -> None:
                                                   "learning_curve.png")], "train")
     shutil.rmtree(backup, ignore_errors=True)   # done: the next run starts fresh
     kept = f"ensemble of {len(result.members)}" if result.members else f"best epoch {result.best_epoch}"
+    if result.refit_epochs:
+        kept += f", refit on train + val for {result.refit_epochs} epochs (val is the first fit's)"
     print(f"train: {kept}: val_accuracy {best['val/accuracy']:.4f} "
           f"({result.replicas} replica(s), {result.seconds:.0f} s) -> {paths.MODELS_DIR}/model.keras")
 

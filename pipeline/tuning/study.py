@@ -34,7 +34,7 @@ SCHEMA_ATTEMPTS = 4
 # host:pid:start time: the start time tells a reused pid from the worker that ran a trial.
 WORKER = f"{process.HOST}:{os.getpid()}:{process.started(os.getpid()) or 0:.2f}"
 # Train keys that do not change what a trial measures: a study resumes across them.
-_NOT_OBJECTIVE = ("distribute", "devices", "use_tuned")
+_NOT_OBJECTIVE = ("distribute", "devices", "use_tuned", "refit")   # trials never refit
 
 
 def storage_url(cfg: TuneParams) -> str:
