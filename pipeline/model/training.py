@@ -297,9 +297,13 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
             wait.assign_add(1)
         epoch_var.assign(epoch + 1)
         backup.save(result.history, best_weights if improved else None)
-        print(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f} "
-              f"val_loss {row['val/loss']:.4f} val_acc {row['val/accuracy']:.4f}"
-              f"{' *' if improved else ''}", file=sys.stderr)
+        if keep_last:   # a refit: val is among the training rows, its figures say nothing
+            print(f"refit epoch {epoch + 1}/{last}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f}",
+                  file=sys.stderr)
+        else:
+            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f} "
+                  f"val_loss {row['val/loss']:.4f} val_acc {row['val/accuracy']:.4f}"
+                  f"{' *' if improved else ''}", file=sys.stderr)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
         if cfg.early_stopping_patience and int(wait.numpy()) >= cfg.early_stopping_patience:
