@@ -13,10 +13,9 @@ a comparison. The last line is the test figure against the cross-validated mean 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from pipeline.core.config import load_params
 from pipeline.model import baseline as b
@@ -35,9 +34,8 @@ def main() -> int:
     tokens, prepared = args.root / "data" / "tokens.parquet", args.root / "data" / "prepared"
     by_id = b.read_token_lists(tokens)
     train, val, test = (b.split_rows(prepared, s, by_id, tokens) for s in ("train", "val", "test"))
-    labels = [str(i) for i in range(int(max(train.y.max(), val.y.max(), test.y.max())) + 1)]
-    both = b.SplitRows(np.concatenate([train.ids, val.ids]), np.concatenate([train.y, val.y]),
-                       train.tokens + val.tokens)
+    labels = json.loads((prepared / "labels.json").read_text(encoding="utf-8"))
+    both = b.concat_rows([train, val])
 
     def accuracy(fit: b.SplitRows, on: b.SplitRows) -> float:
         return b.fit_and_score(cfg, fit, on, labels).metrics["test/accuracy"]

@@ -124,6 +124,12 @@ def split_rows(prepared_dir: Path, split: str, by_id: dict[str, list[str]], toke
     return SplitRows(ids, y, [by_id[i] for i in ids.tolist()])
 
 
+def concat_rows(parts: list[SplitRows]) -> SplitRows:
+    """Several splits' rows as one (train + val: what the baseline is fitted on)."""
+    return SplitRows(np.concatenate([p.ids for p in parts]), np.concatenate([p.y for p in parts]),
+                     [t for p in parts for t in p.tokens])
+
+
 def fit_and_score(cfg: BaselineParams, fit: SplitRows, test: SplitRows, labels: list[str]) -> BaselineResult:
     """Fit on `fit`, score on `test` with the RNN's scores(); classes absent from `fit` get probability 0."""
     present = np.unique(fit.y)
@@ -148,7 +154,5 @@ def run_baseline(cfg: BaselineParams, tokens_path: Path, prepared_dir: Path, lab
                  by_id: dict[str, list[str]] | None = None) -> BaselineResult:
     """The baseline on the prepared split: fitted on train + val, scored on test."""
     by_id = read_token_lists(tokens_path) if by_id is None else by_id
-    parts = [split_rows(prepared_dir, s, by_id, tokens_path) for s in FIT_SPLITS]
-    fit = SplitRows(np.concatenate([p.ids for p in parts]), np.concatenate([p.y for p in parts]),
-                    [t for p in parts for t in p.tokens])
+    fit = concat_rows([split_rows(prepared_dir, s, by_id, tokens_path) for s in FIT_SPLITS])
     return fit_and_score(cfg, fit, split_rows(prepared_dir, "test", by_id, tokens_path), labels)

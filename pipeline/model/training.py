@@ -269,26 +269,28 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
                        padding=data.padding, shuffle=False).cache().prefetch(tf.data.AUTOTUNE)
     started = time.perf_counter()
     last = min(cfg.epochs, stop_after or cfg.epochs)
-    if cfg.early_stopping_patience and int(wait.numpy()) >= cfg.early_stopping_patience:
-        last = result.resumed_from_epoch   # resumed after it had stopped early: nothing left to train
     for epoch in range(result.resumed_from_epoch, last):
+        # Checked before the epoch, not after it: a run resumed after it had stopped early stops here too.
+        if cfg.early_stopping_patience and int(wait.numpy()) >= cfg.early_stopping_patience:
+            break
         it = epoch_iterator(epoch)
         bar = tqdm(range(n_steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
                    disable=None if progress is None else not progress, file=sys.stderr)
         train = _sums(train_step, ((next(it),) for _ in bar))
         bar.close()
-        # Every worker evaluates the whole validation split itself: same weights, same numbers,
-        # so every worker takes the same early-stopping decision.
-        valid = _sums(eval_step, val)
         row = {"epoch": epoch + 1, "train/loss": float(train[0] / train[2]),
-               "train/accuracy": float(train[1] / train[2]),
-               "val/loss": float(valid[0] / valid[2]), "val/accuracy": float(valid[1] / valid[2]),
-               "seconds": round(time.perf_counter() - started, 2)}
+               "train/accuracy": float(train[1] / train[2])}
+        if not keep_last:   # a refit trains on val: nothing to score, nothing to keep but the last weights
+            # Every worker evaluates the whole validation split itself: same weights, same numbers,
+            # so every worker takes the same early-stopping decision.
+            valid = _sums(eval_step, val)
+            row.update({"val/loss": float(valid[0] / valid[2]), "val/accuracy": float(valid[1] / valid[2])})
+        row["seconds"] = round(time.perf_counter() - started, 2)
         if not np.isfinite(row["train/loss"]):
             raise StageError(f"train: the loss became {row['train/loss']} in epoch {epoch + 1}; "
                              "lower train.learning_rate")
         result.history.append(row)
-        improved = _score(row, cfg.monitor) < float(best_score.numpy())
+        improved = not keep_last and _score(row, cfg.monitor) < float(best_score.numpy())
         if improved:
             best_score.assign(_score(row, cfg.monitor))
             wait.assign(0)
@@ -297,7 +299,7 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
             wait.assign_add(1)
         epoch_var.assign(epoch + 1)
         backup.save(result.history, best_weights if improved else None)
-        if keep_last:   # a refit: val is among the training rows, its figures say nothing
+        if keep_last:
             print(f"refit epoch {epoch + 1}/{last}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f}",
                   file=sys.stderr)
         else:
@@ -306,8 +308,6 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
                   f"{' *' if improved else ''}", file=sys.stderr)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
-        if cfg.early_stopping_patience and int(wait.numpy()) >= cfg.early_stopping_patience:
-            break
     if keep_last:
         result.best_epoch = len(result.history)
     else:
