@@ -28,7 +28,8 @@ from pipeline.model.strategies import make_strategy  # noqa: E402
 from pipeline.model.training import fit_ensemble  # noqa: E402
 
 CONFIGS = {
-    "last": {},
+    "params.yaml": {},
+    "last": {"model.pooling": "last"},
     "max": {"model.pooling": "max"},
     "mean": {"model.pooling": "mean"},
     "concat": {"model.pooling": "concat"},
@@ -41,6 +42,9 @@ CONFIGS = {
     "concat+reg x5": {"model.pooling": "concat", "model.embedding_dropout": 0.2, "label_smoothing": 0.1,
                       "clip_norm": 1.0, "ensemble": 5},
     "attention x5": {"model.pooling": "attention", "ensemble": 5},
+    # fastText's subword vectors: each token is the mean of its embedding and its shared character n-grams'
+    "attention+ngrams": {"model.pooling": "attention", "model.char_ngrams": [2, 4]},
+    "attention+ngrams13": {"model.pooling": "attention", "model.char_ngrams": [1, 3]},
 }
 
 

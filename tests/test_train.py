@@ -279,3 +279,50 @@ def test_a_refit_ensemble_reports_the_first_fits_val_and_averages_the_refits(tmp
     assert result.best["val/accuracy"] == pytest.approx(float((first.argmax(1) == y).mean()))
     final = predict_proba(result.model, x, lengths, data.padding, 64)
     assert not np.allclose(final, first, atol=1e-4), "the model returned is the refits' average"
+
+
+def _unseen_keys_data():
+    """The label is which family a row's key token comes from (ab* or cd*); validation rows use keys
+    training never saw, so only what the keys share (their character n-grams) can carry over."""
+    import dataclasses
+
+    tokens = ("<pad>", "<oov>", *(f"f{i}" for i in range(20)), *(f"ab{i}" for i in range(10)),
+              *(f"cd{i}" for i in range(10)))
+    ids = {t: i for i, t in enumerate(tokens)}
+    rng = np.random.default_rng(0)
+
+    def split(n: int, digits: range) -> dict:
+        y = rng.integers(0, 2, n).astype(np.int32)
+        x = np.zeros((n, 8), np.int32)
+        lengths = rng.integers(3, 9, n).astype(np.int32)
+        for i, (label, length) in enumerate(zip(y, lengths)):
+            x[i, :length] = [ids[f"f{j}"] for j in rng.integers(0, 20, length)]
+            x[i, rng.integers(0, length)] = ids[f"{'ab' if label else 'cd'}{rng.choice(digits)}"]
+        return {"x": x, "y": y, "length": lengths, "raw_length": lengths}
+
+    base = tiny_data()
+    return dataclasses.replace(base, train=split(256, range(5)), val=split(128, range(5, 10)),
+                               vocab_size=len(tokens), maxlen=8, tokens=tokens)
+
+
+def test_char_ngrams_carry_over_to_tokens_training_never_saw():
+    data = _unseen_keys_data()
+    cfg = tiny_train(epochs=10, batch_size=16, seed=3, learning_rate=0.01)
+    plain = fit(data, cfg, make_strategy("none"), progress=False)
+    ngrams = fit(data, cfg.model_copy(update={"model": cfg.model.model_copy(update={"char_ngrams": (1, 2)})}),
+                 make_strategy("none"), progress=False)
+    assert type(ngrams.model.get_layer("embedding")).__name__ == "NgramEmbedding"
+    # Both learn the training rows; only the n-grams reach the validation rows' unseen keys.
+    assert plain.history[-1]["train/accuracy"] > 0.95 and ngrams.history[-1]["train/accuracy"] > 0.95
+    assert plain.best["val/accuracy"] < 0.7, "unseen keys: plain embeddings are untrained vectors"
+    assert ngrams.best["val/accuracy"] > 0.9, "the shared <a, ab / <c, cd n-grams carry the label"
+
+
+def test_load_prepared_gives_the_vocabulary_in_id_order(tmp_path):
+    from helpers.tinydata import write_prepared
+    from pipeline.data.prepared import load_prepared
+
+    write_prepared(tmp_path, vocab=12)
+    vocab = json.loads((tmp_path / "vocab.json").read_text())
+    (tmp_path / "vocab.json").write_text(json.dumps(dict(reversed(vocab.items()))))   # file order is not id order
+    assert load_prepared(tmp_path).tokens == tuple(f"w{i}" for i in range(12))

@@ -23,7 +23,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -73,6 +72,15 @@ def _ints(value: Any) -> Any:
 
 
 Ints = Annotated[tuple[int, ...], BeforeValidator(_ints)]
+
+
+def _ngram_range(value: tuple[int, ...]) -> tuple[int, ...]:
+    if value and (len(value) != 2 or not 1 <= value[0] <= value[1] <= 10):
+        raise ValueError("expected [low, high] with 1 <= low <= high <= 10, or []")
+    return value
+
+
+NgramRange = Annotated[Ints, AfterValidator(_ngram_range)]   # [low, high] character n-gram lengths; []: none
 
 
 class _Section(BaseModel):
@@ -169,6 +177,9 @@ class ModelParams(_Section):
     # over the steps, last+max+mean (ULMFiT's concat pooling), or additive attention; masks respected.
     pooling: Literal["last", "max", "mean", "concat", "attention"] = "attention"
     embedding_dropout: float = Field(0.0, ge=0, lt=1)   # SpatialDropout1D: whole embedding channels
+    # Each token's vector is the mean of its embedding and its character n-grams' (fastText's subword
+    # vectors), n-grams of these lengths shared by two or more vocabulary tokens; []: plain embeddings.
+    char_ngrams: NgramRange = ()
 
 
 class TrainParams(_Section):
@@ -247,14 +258,7 @@ class BaselineParams(_Section):
     """The linear baseline every run is scored against: TF-IDF n-grams of the same tokens + LogisticRegression."""
     enabled: bool = True
     word_ngrams: int = Field(2, ge=0, le=5)      # word 1..n-grams; 0: none
-    char_ngrams: Ints = (2, 4)                  # character n-gram range over the joined tokens; []: none
-
-    @field_validator("char_ngrams")
-    @classmethod
-    def _range(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if value and (len(value) != 2 or not 1 <= value[0] <= value[1] <= 10):
-            raise ValueError("expected [low, high] with 1 <= low <= high <= 10, or []")
-        return value
+    char_ngrams: NgramRange = (2, 4)            # character n-gram range over the joined tokens; []: none
     c: float = Field(3.0, gt=0, le=1e6)          # LogisticRegression's inverse regularisation
     max_features: int = Field(500000, ge=0)      # per vectorizer; 0: no limit
 
@@ -451,6 +455,9 @@ def _check_cross_fields(p: Params, source: str) -> None:
         except re.error as exc:
             raise ParamsError(f"{source}: tokenize.clean_pattern: not a valid regular expression: {exc}") from None
     _check_space(p.tune.space, source)
+    if p.train.model.one_hot and p.train.model.char_ngrams:
+        raise ParamsError(f"{source}: train.model.char_ngrams: needs embeddings, but train.model.one_hot is "
+                          "true (set one of them off)")
     if p.prepare.val_size + p.prepare.test_size >= 1:
         raise ParamsError(f"{source}: prepare.val_size + prepare.test_size must be < 1, got "
                           f"{p.prepare.val_size} + {p.prepare.test_size}")

@@ -32,6 +32,7 @@ class Prepared:
     padding: str
     maxlen: int
     truncating: str = "pre"
+    tokens: tuple[str, ...] = ()   # the vocabulary in id order (train.model.char_ngrams reads it)
 
     def cut(self, maxlen: int) -> Prepared:
         """The splits as if prepare had used a shorter maxlen (train.maxlen; 0 keeps them)."""
@@ -58,7 +59,7 @@ def load_prepared(folder: Path = paths.PREPARED_DIR) -> Prepared:
     labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
     prep = json.loads((folder / "params.json").read_text(encoding="utf-8"))["prepare"]
     return Prepared(splits["train"], splits["val"], len(vocab), labels, prep["padding"], prep["maxlen"],
-                    prep.get("truncating", "pre"))
+                    prep.get("truncating", "pre"), tuple(sorted(vocab, key=vocab.get)))
 
 
 def data_fingerprint(prepared_dir: Path) -> str:

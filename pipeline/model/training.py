@@ -239,7 +239,7 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
     lr = cfg.learning_rate * (replicas if cfg.scale_learning_rate else 1)
     n_steps = steps_per_epoch(len(data.train["y"]), global_batch)
     with strategy.scope():
-        model = build_model(cfg.model, data.vocab_size, num_classes)
+        model = build_model(cfg.model, data.vocab_size, num_classes, data.tokens)
         optimizer = make_optimizer(cfg.optimizer, learning_rate(cfg, lr, n_steps), cfg.clip_norm)
         # Create the slot variables now: made lazily inside the replicated, traced step they send
         # tf.function down its variable-initialisation path, which fails under MirroredStrategy.
