@@ -21,8 +21,8 @@ WORKER = Path(__file__).parent / "helpers" / "train_worker.py"
 SMALL = tiny_train(epochs=3, batch_size=16, seed=3, early_stopping_patience=0)
 
 
-def run_worker(mode: str, out: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(WORKER), mode, str(out)], cwd=REPO,
+def run_worker(mode: str, out: Path, env: dict | None = None, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(WORKER), mode, str(out), *extra], cwd=REPO,
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -122,15 +122,19 @@ def test_an_interrupted_fit_resumes_where_it_stopped(tmp_path):
 
 
 @pytest.mark.integration
-def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+@pytest.mark.parametrize("ngrams", [False, True], ids=["embedding", "char_ngrams"])
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path, ngrams):
     from helpers.train_worker import config, weights
     from pipeline.core.seed import set_seed
 
-    mirrored = run_worker("mirrored", tmp_path / "m.npz")
+    mirrored = run_worker("mirrored", tmp_path / "m.npz", None, *(["ngrams"] if ngrams else []))
     # The single-device run it must follow, here while the worker trains: the same script's config
-    # and seed (two logical CPUs need a process of their own; one device does not).
+    # and seed (two logical CPUs need a process of their own; one device does not). The strategy
+    # first: it loads TensorFlow, and set_seed seeds Keras only once it is loaded (run alone, this
+    # test would otherwise train from unseeded weights).
+    strategy = make_strategy("none")
     set_seed(7)
-    single = fit(tiny_data(), config("none"), make_strategy("none"), progress=False)
+    single = fit(tiny_data(), config("none", ngrams), strategy, progress=False)
     finish(mirrored)
     m_weights, m_info = load(tmp_path / "m.npz")
     s_weights = [copies[0] for copies in weights(single.model)]

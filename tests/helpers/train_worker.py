@@ -1,6 +1,8 @@
 """Train the tiny model under one strategy and save what the test compares (run as a subprocess).
 
-    python tests/helpers/train_worker.py {none,mirrored,multi_worker} OUT.npz
+    python tests/helpers/train_worker.py {none,mirrored,multi_worker} OUT.npz [ngrams]
+
+`ngrams`: the tiny model with character n-gram embeddings (train.model.char_ngrams [1, 2]).
 
 Logical devices must be configured before TensorFlow starts, and multi-worker training needs a
 process per worker, hence a script rather than an in-process test.
@@ -17,12 +19,13 @@ if __name__ == "__main__":   # run as a script: the repo (pipeline) and tests/ (
 
 import numpy as np  # noqa: E402
 
-from helpers.tinydata import tiny_data, tiny_train  # noqa: E402
+from helpers.tinydata import tiny_data, tiny_model, tiny_train  # noqa: E402
 
 
-def config(mode: str):
+def config(mode: str, ngrams: bool = False):
     """The same global batch of 16 under every strategy: 2 replicas x 8 when mirrored."""
-    return tiny_train(epochs=3, batch_size=8 if mode == "mirrored" else 16, seed=7, bucket_by_length=True)
+    return tiny_train(epochs=3, batch_size=8 if mode == "mirrored" else 16, seed=7, bucket_by_length=True,
+                      model=tiny_model(char_ngrams=(1, 2) if ngrams else ()))
 
 
 def weights(model) -> list[list[np.ndarray]]:
@@ -34,7 +37,7 @@ def weights(model) -> list[list[np.ndarray]]:
 
 
 def main() -> None:
-    mode, out = sys.argv[1], Path(sys.argv[2])
+    mode, out, ngrams = sys.argv[1], Path(sys.argv[2]), sys.argv[3:] == ["ngrams"]
     import tensorflow as tf
 
     if mode == "mirrored":
@@ -48,7 +51,7 @@ def main() -> None:
     strategy = make_strategy(mode, devices)
     import keras  # noqa: F401  (set_seed seeds TF once Keras is loaded)
     set_seed(7)
-    result = fit(tiny_data(), config(mode), strategy, progress=False)
+    result = fit(tiny_data(), config(mode, ngrams), strategy, progress=False)
     copies = weights(result.model)   # every replica's, to show they are identical
     np.savez(out, *[c[0] for c in copies])
     out.with_suffix(".json").write_text(json.dumps({
