@@ -1,15 +1,17 @@
 """The recurrent model against the linear baseline on k test splits instead of one: paired
 cross-validation over train + val.
 
-  python bench/cv_rnn_vs_baseline.py [--root DIR] [--folds 5] [--ensemble N] [--seed 0]
+  python bench/cv_rnn_vs_baseline.py [--root DIR] [--folds 5] [--ensemble N] [--seed 0] [--set KEY=VALUE ...]
 
 Each of k stratified folds of train + val is held out once as a test split; the other rows are what
 train + val are in the pipeline. On them the run is replayed as the stages do it: the RNN (params.yaml's
-train config with the tune stage's best values, as the train stage uses it) learns on a stratified
-8/9 of them and stops early on the other 1/9 (the pipeline's val); the baseline
-(evaluate.baseline) is fitted on all of them, as the evaluate stage fits it on train + val. Both are
-scored on the held-out fold. The test split is never read. One row per fold, then the mean
-difference with its standard deviation, and the RNN's mean accuracy against the baseline's (the ratio).
+train config with the tune stage's best values, as the train stage uses it) learns on a
+stratified 8/9 of them and stops early on the other 1/9 (the pipeline's val); the baseline
+(evaluate.baseline) is fitted on all of them, as the evaluate stage fits it on train + val. Both
+are scored on the held-out fold. The test split is never read. One row per fold, then the mean
+difference with its standard deviation, and the RNN's mean accuracy against the baseline's (the
+ratio). `--set model.embedding_init=ppmi` (a tunable train key, its value in YAML) changes the
+RNN's config, to compare an option on k folds rather than on one validation split.
 
 On a small dataset one 10% test split can favour either model by several points; k paired splits
 say whether a difference is the models' or the split's.
@@ -27,8 +29,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
-from pipeline.core.config import load_params  # noqa: E402
+from pipeline.core.config import load_params, override  # noqa: E402
 from pipeline.core.seed import set_seed  # noqa: E402
 from pipeline.data.prepared import load_prepared  # noqa: E402
 from pipeline.model import baseline as b  # noqa: E402
@@ -45,11 +48,14 @@ def main() -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--ensemble", type=int, default=0, help="RNN members (default: the train config's)")
     p.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the inner train/val split")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a train key over the tuned config, e.g. model.embedding_init=ppmi")
     args = p.parse_args()
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     params = resolve_tuned(load_params(args.params), args.root / "tune" / "best_params.json")
-    cfg = params.train
+    options = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    cfg = override(params.train, options, "--set") if options else params.train
     if args.ensemble:
         cfg = cfg.model_copy(update={"ensemble": args.ensemble})
     prepared_dir, tokens_path = args.root / "data" / "prepared", args.root / "data" / "tokens.parquet"
@@ -66,7 +72,7 @@ def main() -> int:
         return b.SplitRows(rows.ids[idx], rows.y[idx], [rows.tokens[i] for i in idx])
 
     print(f"{args.folds} folds of {len(pool['y']):,} rows (train + val); RNN: {cfg.model.cell}, "
-          f"{cfg.model.pooling} pooling, ensemble of {cfg.ensemble}", file=sys.stderr)
+          f"{cfg.model.pooling} pooling, ensemble of {cfg.ensemble} {options or ''}", file=sys.stderr)
     results = []
     folds = StratifiedKFold(args.folds, shuffle=True, random_state=args.seed)
     for k, (rest, held_out) in enumerate(folds.split(pool["y"], pool["y"])):

@@ -122,7 +122,7 @@ def test_an_interrupted_fit_resumes_where_it_stopped(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("ngrams", [False, True], ids=["embedding", "char_ngrams"])
+@pytest.mark.parametrize("ngrams", [False, True], ids=["embedding", "char_ngrams_ppmi"])
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, ngrams):
     from helpers.train_worker import config, weights
     from pipeline.core.seed import set_seed

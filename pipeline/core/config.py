@@ -180,6 +180,9 @@ class ModelParams(_Section):
     # Each token's vector is the mean of its embedding and its character n-grams' (fastText's subword
     # vectors), n-grams of these lengths shared by two or more vocabulary tokens; []: plain embeddings.
     char_ngrams: NgramRange = ()
+    # uniform: Keras' random start; ppmi: word vectors from the training texts' co-occurrences
+    # (PPMI + SVD, word2vec's objective in closed form), then trained as usual.
+    embedding_init: Literal["uniform", "ppmi"] = "uniform"
 
 
 class TrainParams(_Section):
@@ -455,6 +458,9 @@ def _check_cross_fields(p: Params, source: str) -> None:
         except re.error as exc:
             raise ParamsError(f"{source}: tokenize.clean_pattern: not a valid regular expression: {exc}") from None
     _check_space(p.tune.space, source)
+    if p.train.model.one_hot and p.train.model.embedding_init != "uniform":
+        raise ParamsError(f"{source}: train.model.embedding_init: {p.train.model.embedding_init} needs "
+                          "embeddings, but train.model.one_hot is true (set one of them off)")
     if p.train.model.one_hot and p.train.model.char_ngrams:
         raise ParamsError(f"{source}: train.model.char_ngrams: needs embeddings, but train.model.one_hot is "
                           "true (set one of them off)")

@@ -240,6 +240,8 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
     n_steps = steps_per_epoch(len(data.train["y"]), global_batch)
     with strategy.scope():
         model = build_model(cfg.model, data.vocab_size, num_classes, data.tokens)
+        if cfg.model.embedding_init == "ppmi":
+            _start_from_ppmi(model, data, cfg)
         optimizer = make_optimizer(cfg.optimizer, learning_rate(cfg, lr, n_steps), cfg.clip_norm)
         # Create the slot variables now: made lazily inside the replicated, traced step they send
         # tf.function down its variable-initialisation path, which fails under MirroredStrategy.
@@ -324,6 +326,19 @@ def backup_key(cfg: TrainParams, prepared_dir: Path) -> str:
     h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
     h.update(data_fingerprint(prepared_dir).encode())
     return h.hexdigest()[:16]
+
+
+def _start_from_ppmi(model, data: Prepared, cfg: TrainParams) -> None:
+    """train.model.embedding_init ppmi: the embedding starts from word vectors of the rows this fit
+    trains on (pipeline/model/pretrain.py)."""
+    from pipeline.model.pretrain import ppmi_svd_vectors, start_embedding_from
+
+    if cfg.model.one_hot:
+        raise StageError("train.model.embedding_init: ppmi needs embeddings, but train.model.one_hot is true")
+    started = time.perf_counter()
+    start_embedding_from(model, ppmi_svd_vectors(data.train["x"], data.vocab_size, cfg.model.embedding_dim))
+    print(f"train: embedding started from PPMI-SVD vectors of {len(data.train['y']):,} training rows "
+          f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
 
 
 def average_members(members: list):
