@@ -78,3 +78,22 @@ def test_a_fit_starts_from_the_vectors_of_its_training_rows():
     trained = fit(data, tiny_train(epochs=6, learning_rate=0.01, model=tiny_model(embedding_init="ppmi")),
                   make_strategy("none"), progress=False)
     assert trained.best["val/accuracy"] > 0.9
+
+
+def test_the_same_array_is_factorised_once_per_run_of_members(monkeypatch):
+    import pipeline.model.pretrain as pretrain
+
+    calls = []
+    factorise = pretrain._ppmi_svd
+    monkeypatch.setattr(pretrain, "_ppmi_svd", lambda *a: calls.append(a[0]) or factorise(*a))
+    x = _corpus()
+    first = ppmi_svd_vectors(x, vocab_size=20, dim=8)
+    first[2] = 0   # the caller's copy: changing it must not change the next answer
+    again = ppmi_svd_vectors(x, vocab_size=20, dim=8)
+    assert len(calls) == 1 and again[2].any()
+    y = x.copy()
+    other = ppmi_svd_vectors(y, vocab_size=20, dim=8)   # another array: computed again
+    assert len(calls) == 2
+    np.testing.assert_array_equal(other, again)
+    ppmi_svd_vectors(y, vocab_size=20, dim=4)
+    assert len(calls) == 3, "another dimension is another answer"
