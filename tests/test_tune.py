@@ -64,6 +64,12 @@ def test_override_checks_values_like_params_yaml():
         override(train, {"model.dropout": 1.5}, "best.json")
     with pytest.raises(ParamsError, match="best.json: seed: not a tunable train key"):
         override(train, {"seed": 1}, "best.json")
+    # the rules across keys too: a trial's draw or a best.json can pair values params.yaml could not
+    with pytest.raises(ParamsError, match="tune.space: train.model.embedding_init: ppmi needs embeddings, "
+                                          "but train.model.one_hot is true"):
+        override(train, {"model.one_hot": True, "model.embedding_init": "ppmi"}, "tune.space")
+    with pytest.raises(ParamsError, match="tune.space: train.model.char_ngrams: needs embeddings"):
+        override(override(train, {"model.char_ngrams": [2, 4]}, "x"), {"model.one_hot": True}, "tune.space")
 
 
 def test_subsample_is_stratified_and_seeded():

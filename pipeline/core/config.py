@@ -361,7 +361,8 @@ def to_dict(obj: Any) -> Any:
 
 
 def override(train: TrainParams, values: Mapping[str, Any], source: str) -> TrainParams:
-    """`train` with dotted keys ("model.units", "learning_rate") replaced, checked like params.yaml."""
+    """`train` with dotted keys ("model.units", "learning_rate") replaced, checked as params.yaml's
+    train section is (each key, then the rules across keys)."""
     merged = to_dict(train)
     for key, value in values.items():
         _check_tunable(key, key, source)
@@ -370,7 +371,9 @@ def override(train: TrainParams, values: Mapping[str, Any], source: str) -> Trai
         for part in parents:
             target = target[part]
         target[leaf] = value
-    return _validate(TrainParams, merged, source, prefix=("train",))
+    train = _validate(TrainParams, merged, source, prefix=("train",))
+    _check_train(train, source)
+    return train
 
 
 def tunable_keys() -> tuple[str, ...]:
@@ -458,12 +461,7 @@ def _check_cross_fields(p: Params, source: str) -> None:
         except re.error as exc:
             raise ParamsError(f"{source}: tokenize.clean_pattern: not a valid regular expression: {exc}") from None
     _check_space(p.tune.space, source)
-    if p.train.model.one_hot and p.train.model.embedding_init != "uniform":
-        raise ParamsError(f"{source}: train.model.embedding_init: {p.train.model.embedding_init} needs "
-                          "embeddings, but train.model.one_hot is true (set one of them off)")
-    if p.train.model.one_hot and p.train.model.char_ngrams:
-        raise ParamsError(f"{source}: train.model.char_ngrams: needs embeddings, but train.model.one_hot is "
-                          "true (set one of them off)")
+    _check_train(p.train, source)
     if p.prepare.val_size + p.prepare.test_size >= 1:
         raise ParamsError(f"{source}: prepare.val_size + prepare.test_size must be < 1, got "
                           f"{p.prepare.val_size} + {p.prepare.test_size}")
@@ -478,6 +476,18 @@ def _check_cross_fields(p: Params, source: str) -> None:
             raise ParamsError(f"{source}: dataset.table.label_column: required when dataset.name is table")
         if tb.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", tb.sha256):
             raise ParamsError(f"{source}: dataset.table.sha256: expected 64 hex digits, got {tb.sha256!r}")
+
+
+def _check_train(train: TrainParams, source: str) -> None:
+    """Rules across train keys. params.yaml and every merge of tuned values (`override`: a trial's draw,
+    tune/best.json) go through here, so no later code needs its own guard."""
+    model = train.model
+    if model.one_hot and model.embedding_init != "uniform":
+        raise ParamsError(f"{source}: train.model.embedding_init: {model.embedding_init} needs "
+                          "embeddings, but train.model.one_hot is true (set one of them off)")
+    if model.one_hot and model.char_ngrams:
+        raise ParamsError(f"{source}: train.model.char_ngrams: needs embeddings, but train.model.one_hot is "
+                          "true (set one of them off)")
 
 
 def _check_space(space: Mapping[str, SearchDim], source: str) -> None:

@@ -333,8 +333,6 @@ def _start_from_ppmi(model, data: Prepared, cfg: TrainParams) -> None:
     trains on (pipeline/model/pretrain.py)."""
     from pipeline.model.pretrain import ppmi_svd_vectors, start_embedding_from
 
-    if cfg.model.one_hot:
-        raise StageError("train.model.embedding_init: ppmi needs embeddings, but train.model.one_hot is true")
     started = time.perf_counter()
     start_embedding_from(model, ppmi_svd_vectors(data.train["x"], data.vocab_size, cfg.model.embedding_dim))
     print(f"train: embedding started from PPMI-SVD vectors of {len(data.train['y']):,} training rows "
@@ -361,7 +359,7 @@ def refit(data: Prepared, cfg: TrainParams, strategy, epochs: int, backup_dir: P
     from pipeline.core.seed import set_seed
 
     print(f"train: refit on train + val for {epochs} epoch(s) (seed {cfg.seed})", file=sys.stderr)
-    set_seed(cfg.seed)
+    set_seed(cfg.seed, tensorflow=True)
     once = cfg.model_copy(update={"early_stopping_patience": 0, "refit": False})
     return fit(data.with_val_in_train(), once, strategy, backup_dir, None, progress, stop_after=epochs,
                keep_last=True).model
@@ -396,7 +394,7 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
     started = time.perf_counter()
     for i in range(cfg.ensemble):
         member = cfg.model_copy(update={"seed": cfg.seed + i, "ensemble": 1})
-        set_seed(member.seed)   # its own initial weights and batch order
+        set_seed(member.seed, tensorflow=True)   # its own initial weights and batch order
 
         def hook(epoch: int, row: dict, i: int = i) -> None:
             if on_epoch_end is not None:
