@@ -81,7 +81,7 @@ def main() -> int:
                                              random_state=args.seed)
         fold = dataclasses.replace(data, train={n: a[fit_idx] for n, a in pool.items()},
                                    val={n: a[stop_idx] for n, a in pool.items()})
-        set_seed(cfg.seed)
+        set_seed(cfg.seed, tensorflow=True)
         model = fit_ensemble(fold, cfg, strategy, progress=False).model
         proba = predict_proba(model, pool["x"][held_out], pool["length"][held_out], data.padding, 256)
         rnn = float((proba.argmax(1) == pool["y"][held_out]).mean())

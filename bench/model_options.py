@@ -68,7 +68,7 @@ def main() -> int:
             members = options.pop("ensemble", params.train.ensemble)   # not a tunable key: set directly
             cfg = override(params.train, options, name).model_copy(
                 update={"seed": params.train.seed + seed, "ensemble": members})
-            set_seed(cfg.seed)
+            set_seed(cfg.seed, tensorflow=True)
             cut = data.cut(cfg.maxlen)
             result = fit_ensemble(cut, cfg, strategy, progress=False)
             val = result.best["val/accuracy"]

@@ -62,6 +62,34 @@ def test_balanced_class_weights():
     assert class_weights(np.array([0, 1]), 2, "none").tolist() == [1.0, 1.0]
 
 
+SEED_PROBE = """
+import sys
+from pipeline.core.seed import set_seed
+
+set_seed(5, tensorflow=False)
+assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "a data seed imported TensorFlow"
+
+def draw():
+    import keras
+    layer = keras.layers.Dense(4)
+    layer.build((None, 3))
+    return layer.get_weights()[0].tolist()
+
+set_seed(5, tensorflow=True)   # before anything imported TensorFlow: the case that once went unseeded
+first, second = draw(), draw()
+set_seed(5, tensorflow=True)
+print(first == draw(), first != second)
+"""
+
+
+def test_a_training_seed_seeds_keras_even_before_tensorflow_is_loaded():
+    """In a fresh interpreter: seeding for data leaves TensorFlow unloaded; seeding for training,
+    first thing, makes the next initial weights the same every time (and not the same twice)."""
+    done = subprocess.run([sys.executable, "-c", SEED_PROBE], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]
+
+
 def test_learns_a_separable_task_and_keeps_the_best_epoch():
     result = fit(tiny_data(), tiny_train(epochs=8, batch_size=16, seed=3, learning_rate=0.01,
                                          early_stopping_patience=3), make_strategy("none"), progress=False)
@@ -129,11 +157,9 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, ngrams):
 
     mirrored = run_worker("mirrored", tmp_path / "m.npz", None, *(["ngrams"] if ngrams else []))
     # The single-device run it must follow, here while the worker trains: the same script's config
-    # and seed (two logical CPUs need a process of their own; one device does not). The strategy
-    # first: it loads TensorFlow, and set_seed seeds Keras only once it is loaded (run alone, this
-    # test would otherwise train from unseeded weights).
+    # and seed (two logical CPUs need a process of their own; one device does not).
     strategy = make_strategy("none")
-    set_seed(7)
+    set_seed(7, tensorflow=True)
     single = fit(tiny_data(), config("none", ngrams), strategy, progress=False)
     finish(mirrored)
     m_weights, m_info = load(tmp_path / "m.npz")
@@ -257,13 +283,13 @@ def test_refit_trains_from_the_seed_on_train_and_val_for_the_kept_epochs():
     data = tiny_data()
     cfg = tiny_train(epochs=8, batch_size=16, seed=3, learning_rate=0.01, early_stopping_patience=1, refit=True,
                      bucket_by_length=False)
-    set_seed(3)
+    set_seed(3, tensorflow=True)
     result = fit_ensemble(data, cfg, make_strategy("none"), progress=False)
     assert result.refit_epochs == [result.best_epoch] and result.best == result.history[result.best_epoch - 1]
     whole = data.with_val_in_train()
     assert len(whole.train["y"]) == len(data.train["y"]) + len(data.val["y"])
     np.testing.assert_array_equal(whole.train["x"][-len(data.val["y"]):], data.val["x"])
-    set_seed(3)
+    set_seed(3, tensorflow=True)
     direct = fit(whole, cfg.model_copy(update={"epochs": result.best_epoch, "early_stopping_patience": 0}),
                  make_strategy("none"), progress=False, keep_last=True)
     for a, b in zip(result.model.weights, direct.model.weights):

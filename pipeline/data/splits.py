@@ -84,7 +84,7 @@ def prepare(tokens: pd.DataFrame, cfg: PrepareParams) -> tuple[dict, dict, list[
 def prepare_all(tokens: pd.DataFrame, cfg: PrepareParams) -> Preparation:
     """Split; then, from the training split only, the subword model (prepare.subword) and the
     vocabulary; then every split cut into its units (tokens, or their pieces), encoded and padded."""
-    set_seed(cfg.seed)
+    set_seed(cfg.seed, tensorflow=False)
     names = label_names(tokens["label"])
     y_all = tokens["label"].map({n: i for i, n in enumerate(names)}).to_numpy(np.int32)
     official = None

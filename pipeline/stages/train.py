@@ -106,7 +106,7 @@ def _train(params: Params, args, distribute: str) -> None:
 
     cfg = params.train
     strategy = make_strategy(distribute, cfg.devices)   # first: MultiWorker must precede other TF ops
-    set_seed(cfg.seed)
+    set_seed(cfg.seed, tensorflow=True)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     data = load_prepared().cut(cfg.maxlen)

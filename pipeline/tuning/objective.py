@@ -86,7 +86,7 @@ class Objective:
         cfg = override(self.base, values, "tune.space")
         metric = self.params.tune.metric
         keras.backend.clear_session()   # a new graph per trial: no layers piling up across trials
-        set_seed(cfg.seed)
+        set_seed(cfg.seed, tensorflow=True)
         run = None
         if self.track:
             import mlflow
