@@ -39,6 +39,7 @@ from pipeline.model.inference import predict_proba  # noqa: E402
 from pipeline.model.strategies import make_strategy  # noqa: E402
 from pipeline.model.training import fit_ensemble  # noqa: E402
 from pipeline.tuning.best import resolve_tuned  # noqa: E402
+from pipeline.tuning.objective import fold_indices, train_val_pool  # noqa: E402
 
 
 def main() -> int:
@@ -51,7 +52,7 @@ def main() -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a train key over the tuned config, e.g. model.embedding_init=ppmi")
     args = p.parse_args()
-    from sklearn.model_selection import StratifiedKFold, train_test_split
+    from sklearn.model_selection import train_test_split
 
     params = resolve_tuned(load_params(args.params), args.root / "tune" / "best_params.json")
     options = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
@@ -62,7 +63,7 @@ def main() -> int:
     data = load_prepared(prepared_dir).cut(cfg.maxlen)
     by_id = b.read_token_lists(tokens_path)
     rows = b.concat_rows([b.split_rows(prepared_dir, s, by_id, tokens_path) for s in ("train", "val")])
-    pool = {k: np.concatenate([data.train[k], data.val[k]]) for k in data.train if k in data.val}
+    pool = train_val_pool(data)
     assert (pool["id"].astype(str) == rows.ids).all(), "the arrays and the token lists are in the same order"
     labels = json.loads((prepared_dir / "labels.json").read_text(encoding="utf-8"))
     val_share = len(data.val["y"]) / len(pool["y"])
@@ -74,8 +75,8 @@ def main() -> int:
     print(f"{args.folds} folds of {len(pool['y']):,} rows (train + val); RNN: {cfg.model.cell}, "
           f"{cfg.model.pooling} pooling, ensemble of {cfg.ensemble} {options or ''}", file=sys.stderr)
     results = []
-    folds = StratifiedKFold(args.folds, shuffle=True, random_state=args.seed)
-    for k, (rest, held_out) in enumerate(folds.split(pool["y"], pool["y"])):
+    folds = fold_indices(pool["y"], args.folds, args.seed)   # the tune stage's folds (tune.folds)
+    for k, (rest, held_out) in enumerate(folds):
         started = time.perf_counter()
         fit_idx, stop_idx = train_test_split(rest, test_size=val_share, stratify=pool["y"][rest],
                                              random_state=args.seed)
@@ -92,7 +93,7 @@ def main() -> int:
     rnn, base = np.array(results).T
     diff = rnn - base
     print(f"{'fold':<6} {'rows':>6} {'rnn':>8} {'baseline':>9} {'rnn - baseline':>15}")
-    for k, ((_, held_out), r, bl) in enumerate(zip(folds.split(pool["y"], pool["y"]), rnn, base)):
+    for k, ((_, held_out), r, bl) in enumerate(zip(folds, rnn, base)):
         print(f"{k + 1:<6} {len(held_out):6,d} {r:8.4f} {bl:9.4f} {r - bl:+15.4f}")
     print(f"{'mean':<6} {len(pool['y']):6,d} {rnn.mean():8.4f} {base.mean():9.4f} {diff.mean():+15.4f}")
     print(f"difference: {diff.mean():+.4f} +/- {diff.std(ddof=1):.4f} (sd over folds); rnn wins "

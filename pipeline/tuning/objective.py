@@ -139,18 +139,27 @@ class Objective:
         return value
 
 
+def train_val_pool(data: Prepared) -> dict[str, np.ndarray]:
+    """Train then val, row for row, as one split: the rows the folds are cut from (never test)."""
+    return {name: np.concatenate([data.train[name], data.val[name]]) for name in data.train if name in data.val}
+
+
+def fold_indices(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rows to fit on, rows held out) of `folds` stratified, seeded folds of labels `y`."""
+    from sklearn.model_selection import StratifiedKFold
+
+    return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(y, y))
+
+
 def fold_splits(data: Prepared, folds: int, seed: int) -> list[Prepared]:
     """Train+val cut into `folds` stratified, seeded folds: each fold is the validation split of one
     Prepared whose training split is the rest. (The test split is never seen.)"""
     import dataclasses
 
-    from sklearn.model_selection import StratifiedKFold
-
-    pool = {name: np.concatenate([data.train[name], data.val[name]]) for name in data.train if name in data.val}
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    pool = train_val_pool(data)
     return [dataclasses.replace(data, train={k: v[fit_rows] for k, v in pool.items()},
                                 val={k: v[val_rows] for k, v in pool.items()})
-            for fit_rows, val_rows in splitter.split(pool["y"], pool["y"])]
+            for fit_rows, val_rows in fold_indices(pool["y"], folds, seed)]
 
 
 def cross_validate(data: Prepared, cfg: TrainParams, strategy, folds: int, metric: str, seed: int, trial,
