@@ -66,7 +66,10 @@ class Cluster:
         pids = []
         pg = services.postgres_pid(lay)
         if pg:
-            pids += [pg, *(c.pid for c in psutil.Process(pg).children(recursive=True))]
+            try:
+                pids += [pg, *(c.pid for c in psutil.Process(pg).children(recursive=True))]
+            except psutil.NoSuchProcess:   # it stopped meanwhile
+                pass
         ml = services.mlflow_running(services.load_state(lay))
         if ml:
             pids += services.group_members(ml)
@@ -122,13 +125,15 @@ def cluster(tmp_path_factory):
         yield found
     finally:
         pids = found.processes()
-        found.script("down", CLUSTER_PURGE="1")
-        for pid in pids:   # only if down failed: nothing of the cluster outlives the tests
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            found.script("down", CLUSTER_PURGE="1")
+        finally:   # even when down fails or times out: nothing of the cluster outlives the tests
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.integration
