@@ -39,7 +39,7 @@ from pipeline.model.inference import predict_proba  # noqa: E402
 from pipeline.model.strategies import make_strategy  # noqa: E402
 from pipeline.model.training import fit_ensemble  # noqa: E402
 from pipeline.tuning.best import resolve_tuned  # noqa: E402
-from pipeline.tuning.objective import fold_indices, train_val_pool  # noqa: E402
+from pipeline.tuning.objective import fold_indices  # noqa: E402
 
 
 def main() -> int:
@@ -63,7 +63,7 @@ def main() -> int:
     data = load_prepared(prepared_dir).cut(cfg.maxlen)
     by_id = b.read_token_lists(tokens_path)
     rows = b.concat_rows([b.split_rows(prepared_dir, s, by_id, tokens_path) for s in ("train", "val")])
-    pool = train_val_pool(data)
+    pool = data.with_val_in_train().train   # train then val, row for row
     assert (pool["id"].astype(str) == rows.ids).all(), "the arrays and the token lists are in the same order"
     labels = json.loads((prepared_dir / "labels.json").read_text(encoding="utf-8"))
     val_share = len(data.val["y"]) / len(pool["y"])

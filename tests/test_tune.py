@@ -354,7 +354,7 @@ def test_two_workers_on_one_journal_file(project, monkeypatch, capsys):
 
 def test_folds_cover_train_and_val_once_stratified_and_never_test():
     from helpers.tinydata import tiny_data
-    from pipeline.tuning.objective import fold_indices, fold_splits, train_val_pool
+    from pipeline.tuning.objective import fold_indices, fold_splits
 
     data = tiny_data()
     parts = fold_splits(data, 4, seed=1)
@@ -368,7 +368,7 @@ def test_folds_cover_train_and_val_once_stratified_and_never_test():
     again = fold_splits(data, 4, seed=1)   # seeded
     assert all(np.array_equal(a.val["x"], b.val["x"]) for a, b in zip(parts, again))
     # the indices behind them (bench/cv_rnn_vs_baseline.py cuts its folds with these)
-    whole = train_val_pool(data)
+    whole = data.with_val_in_train().train
     for p, (fit_rows, held_out) in zip(parts, fold_indices(whole["y"], 4, seed=1)):
         assert np.array_equal(p.val["x"], whole["x"][held_out]) and np.array_equal(p.train["y"], whole["y"][fit_rows])
 

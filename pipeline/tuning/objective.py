@@ -139,11 +139,6 @@ class Objective:
         return value
 
 
-def train_val_pool(data: Prepared) -> dict[str, np.ndarray]:
-    """Train then val, row for row, as one split: the rows the folds are cut from (never test)."""
-    return {name: np.concatenate([data.train[name], data.val[name]]) for name in data.train if name in data.val}
-
-
 def fold_indices(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(rows to fit on, rows held out) of `folds` stratified, seeded folds of labels `y`."""
     from sklearn.model_selection import StratifiedKFold
@@ -156,7 +151,7 @@ def fold_splits(data: Prepared, folds: int, seed: int) -> list[Prepared]:
     Prepared whose training split is the rest. (The test split is never seen.)"""
     import dataclasses
 
-    pool = train_val_pool(data)
+    pool = data.with_val_in_train().train   # train then val, row for row
     return [dataclasses.replace(data, train={k: v[fit_rows] for k, v in pool.items()},
                                 val={k: v[val_rows] for k, v in pool.items()})
             for fit_rows, val_rows in fold_indices(pool["y"], folds, seed)]
