@@ -164,12 +164,12 @@ def build_model(hp: ModelParams, vocab_size: int, num_classes: int, vocabulary: 
     if vocab_size < 3:
         raise ValueError(f"vocab_size must be >= 3 (padding, OOV, one word), got {vocab_size}")
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
-    x = _input_features(hp, vocab_size, vocabulary)(tokens)
+    x = input_features(hp, vocab_size, vocabulary)(tokens)
     if hp.embedding_dropout and not hp.one_hot:
         # Drops whole embedding channels for the whole text, not single numbers (Gal & Ghahramani, 2016).
         x = keras.layers.SpatialDropout1D(hp.embedding_dropout, name="embedding_dropout")(x)
     for i in range(1, hp.layers):
-        x = _recurrent_layer(hp, index=i, sequences=True)(x)
+        x = recurrent_layer(hp, index=i, sequences=True)(x)
     x = _pooled(hp, x)
     if hp.dense_units:
         x = keras.layers.Dense(hp.dense_units, activation="relu", name="hidden")(x)
@@ -178,7 +178,7 @@ def build_model(hp: ModelParams, vocab_size: int, num_classes: int, vocabulary: 
     return keras.Model(tokens, outputs, name=f"{hp.cell}_classifier")
 
 
-def _input_features(hp: ModelParams, vocab_size: int, vocabulary: Sequence[str]) -> keras.layers.Layer:
+def input_features(hp: ModelParams, vocab_size: int, vocabulary: Sequence[str]) -> keras.layers.Layer:
     if hp.one_hot:
         if hp.char_ngrams:
             raise ValueError("char_ngrams needs embeddings, not one_hot")
@@ -194,7 +194,7 @@ def _input_features(hp: ModelParams, vocab_size: int, vocabulary: Sequence[str])
 
 def _pooled(hp: ModelParams, x: Any) -> Any:
     """The last recurrent layer, and the pooling that makes one vector of it."""
-    last = _recurrent_layer(hp, index=hp.layers, sequences=hp.pooling != "last",
+    last = recurrent_layer(hp, index=hp.layers, sequences=hp.pooling != "last",
                             states=hp.pooling == "concat")
     if hp.pooling == "last":
         return last(x)    # the final state, at each row's last unmasked step
@@ -212,7 +212,7 @@ def _pooled(hp: ModelParams, x: Any) -> Any:
     return keras.layers.Concatenate(name="pooling")(parts)
 
 
-def _recurrent_layer(hp: ModelParams, index: int, sequences: bool, states: bool = False) -> keras.layers.Layer:
+def recurrent_layer(hp: ModelParams, index: int, sequences: bool, states: bool = False) -> keras.layers.Layer:
     name = f"rnn_{index}"
     # Every layer below the last feeds the next a full sequence; the last one does when pooled.
     layer = _CELLS[hp.cell](

@@ -25,6 +25,8 @@ from pipeline.data.sequences import bucket_boundaries, trim_padding
 from pipeline.model.strategies import is_chief
 
 EpochHook = Callable[[int, dict], None]
+# The language model's epochs shuffle with seed + this + epoch: orders of their own, not the classifier's.
+_PRETRAIN_EPOCHS = 100_000
 
 
 def make_dataset(split: dict, global_batch: int, *, seed: int, epoch: int, bucket: bool, padding: str,
@@ -123,9 +125,12 @@ class Backup:
             target = folder if is_chief(strategy) else folder / f"worker-{strategy.cluster_resolver.task_id}"
             self.manager = tf.train.CheckpointManager(checkpoint, str(target), max_to_keep=1)
 
+    def has_checkpoint(self) -> bool:
+        return self.manager is not None and self.manager.latest_checkpoint is not None
+
     def restore(self) -> tuple[list[dict], list[np.ndarray] | None]:
         """The saved history and best weights (empty, None when there is nothing to resume)."""
-        if self.manager is None or not self.manager.latest_checkpoint:
+        if not self.has_checkpoint():
             return [], None
         self.checkpoint.restore(self.manager.latest_checkpoint)
         best = None
@@ -222,12 +227,14 @@ def _sums(step, batches) -> np.ndarray:
 
 def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = None,
         on_epoch_end: EpochHook | None = None, progress: bool | None = None, *,
-        stop_after: int | None = None, keep_last: bool = False) -> FitResult:
+        stop_after: int | None = None, keep_last: bool = False, encoder_seed: int | None = None) -> FitResult:
     """Train with early stopping on cfg.monitor (val loss or accuracy), keeping its best epoch's
     weights; resume from backup_dir when it holds a checkpoint.
 
     `stop_after` ends training after that many epochs (the learning-rate schedule still spans
-    cfg.epochs) and `keep_last` keeps the last epoch's weights instead of the best: a refit's."""
+    cfg.epochs) and `keep_last` keeps the last epoch's weights instead of the best: a refit's.
+    `encoder_seed` seeds train.model.pretrain's language model (cfg.seed if None): an ensemble's
+    members pass the run's, so they share one."""
     import tensorflow as tf
     from tqdm import tqdm
 
@@ -251,17 +258,24 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
         best_score = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
         wait = tf.Variable(0, dtype=tf.int64, trainable=False)
 
-    def epoch_iterator(epoch: int):
-        ds = make_dataset(data.train, global_batch, seed=cfg.seed, epoch=epoch, bucket=cfg.bucket_by_length,
+    def epoch_iterator(epoch: int, seed: int = cfg.seed):
+        ds = make_dataset(data.train, global_batch, seed=seed, epoch=epoch, bucket=cfg.bucket_by_length,
                           padding=data.padding).repeat()
         return iter(strategy.experimental_distribute_dataset(ds.prefetch(tf.data.AUTOTUNE)))
 
     weights = tf.constant(class_weights(data.train["y"], num_classes, cfg.class_weight))
     train_step, eval_step = _step_functions(model, optimizer, strategy, output_spec(num_classes)[0] == 1,
                                             weights, epoch_iterator(0).element_spec, cfg.label_smoothing)
-    best_weights = [v.numpy() for v in model.weights]
     backup = Backup(backup_dir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
                                                     best_score=best_score, wait=wait), strategy)
+    if cfg.model.pretrain == "lm" and not backup.has_checkpoint():   # a resumed run restores its weights
+        from pipeline.model.language_model import start_from_language_model
+
+        lm_seed = cfg.seed if encoder_seed is None else encoder_seed
+        start_from_language_model(model, data.train["x"], cfg.model, data.tokens, strategy,
+                                  lambda e: epoch_iterator(_PRETRAIN_EPOCHS + e, lm_seed), n_steps, lr, lm_seed,
+                                  progress)
+    best_weights = [v.numpy() for v in model.weights]
     history, saved_best = backup.restore()
     best_weights = saved_best or best_weights
     result = FitResult(model=model, resumed_from_epoch=int(epoch_var.numpy()), replicas=replicas)
@@ -352,7 +366,7 @@ def average_members(members: list):
 
 
 def refit(data: Prepared, cfg: TrainParams, strategy, epochs: int, backup_dir: Path | None = None,
-          progress: bool | None = None):
+          progress: bool | None = None, encoder_seed: int | None = None):
     """train.refit: the model trained again from its seed on train + val for `epochs` epochs (the
     count early stopping kept), its last weights kept. It learns from every row the linear baseline
     does; nothing is left to stop on, so the epoch count comes from the first fit."""
@@ -362,7 +376,7 @@ def refit(data: Prepared, cfg: TrainParams, strategy, epochs: int, backup_dir: P
     set_seed(cfg.seed, tensorflow=True)
     once = cfg.model_copy(update={"early_stopping_patience": 0, "refit": False})
     return fit(data.with_val_in_train(), once, strategy, backup_dir, None, progress, stop_after=epochs,
-               keep_last=True).model
+               keep_last=True, encoder_seed=encoder_seed).model
 
 
 def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = None,
@@ -402,10 +416,10 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
 
         print(f"train: ensemble member {i + 1}/{cfg.ensemble} (seed {member.seed})", file=sys.stderr)
         folder = backup_dir / f"member-{i}" if backup_dir else None
-        members.append(fit(data, member, strategy, folder, hook, progress))
+        members.append(fit(data, member, strategy, folder, hook, progress, encoder_seed=cfg.seed))
         if cfg.refit:
             refits.append(refit(data, member, strategy, members[-1].best_epoch, folder and folder / "refit",
-                                progress))
+                                progress, encoder_seed=cfg.seed))
     with strategy.scope():
         model = average_members([m.model for m in members])   # the first fits': what val can score
     binary = output_spec(len(data.labels))[0] == 1
