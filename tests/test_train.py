@@ -150,7 +150,7 @@ def test_an_interrupted_fit_resumes_where_it_stopped(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("ngrams", [False, True], ids=["embedding", "char_ngrams_ppmi"])
+@pytest.mark.parametrize("ngrams", [False, True], ids=["embedding", "char_ngrams_ppmi_lm"])
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, ngrams):
     from helpers.train_worker import config, weights
     from pipeline.core.seed import set_seed
@@ -181,8 +181,10 @@ def test_multi_worker_strategy_with_two_local_processes(tmp_path):
     for index in range(2):
         tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                      "task": {"type": "worker", "index": index}}
+        # With every start before the labels (n-grams, PPMI vectors, the language model): all of it
+        # runs on both workers in step.
         procs.append(run_worker("multi_worker", tmp_path / f"w{index}.npz",
-                                {"TF_CONFIG": json.dumps(tf_config)}))
+                                {"TF_CONFIG": json.dumps(tf_config)}, "ngrams"))
     for proc in procs:
         finish(proc, timeout=400)
     (w0, i0), (w1, i1) = load(tmp_path / "w0.npz"), load(tmp_path / "w1.npz")

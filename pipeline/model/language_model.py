@@ -22,15 +22,23 @@ import hashlib
 import math
 import sys
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from pipeline.core.config import ModelParams
 
-# The last language models' weights by layer name, by key: an ensemble's members and their refits
-# ask in turn for the same two (the training rows', then train + val's).
-_trained: dict[tuple, dict[str, list[np.ndarray]]] = {}
+
+@dataclass(frozen=True)
+class LanguageModel:
+    weights: dict[str, list[np.ndarray]]   # by layer name: `embedding` (when it has weights), `rnn_1`
+    history: list[dict]                     # per epoch: loss (mean cross-entropy per scored token), tokens
+
+
+# The last language models by key: an ensemble's members and their refits ask in turn for the same
+# two (the training rows', then train + val's).
+_trained: dict[tuple, LanguageModel] = {}
 _KEEP = 2
 
 
@@ -62,7 +70,7 @@ def language_model_sums(x, states, head, hp: ModelParams, words: int):
 
 def start_from_language_model(model, x: np.ndarray, hp: ModelParams, vocabulary: Sequence[str], strategy,
                               batches: Callable[[int], Iterator], steps: int, learning_rate: float, seed: int,
-                              progress: bool | None = None) -> None:
+                              progress: bool | None = None) -> LanguageModel:
     """Train the language model of the token ids x (or take the last one if it was of the same rows
     and settings) and put its layers' weights in the classifier `model`, layers of the same names.
     `batches(epoch)` gives an epoch's distributed (x, y) batches, `steps` of them."""
@@ -71,13 +79,17 @@ def start_from_language_model(model, x: np.ndarray, hp: ModelParams, vocabulary:
     if key not in _trained:
         while len(_trained) >= _KEEP:
             del _trained[next(iter(_trained))]   # the oldest
-        _trained[key] = _train(x, hp, vocabulary, strategy, batches, steps, learning_rate, seed, progress)
-    for name, weights in _trained[key].items():
+        _trained[key] = train_language_model(x, hp, vocabulary, strategy, batches, steps, learning_rate, seed,
+                                             progress)
+    for name, weights in _trained[key].weights.items():
         model.get_layer(name).set_weights(weights)
+    return _trained[key]
 
 
-def _train(x: np.ndarray, hp: ModelParams, vocabulary: Sequence[str], strategy, batches, steps: int,
-           learning_rate: float, seed: int, progress: bool | None) -> dict[str, list[np.ndarray]]:
+def train_language_model(x: np.ndarray, hp: ModelParams, vocabulary: Sequence[str], strategy, batches,
+                         steps: int, learning_rate: float, seed: int, progress: bool | None = None) -> LanguageModel:
+    """hp.pretrain_epochs epochs of `steps` batches (`batches(epoch)`, rows of x) with Adam at
+    `learning_rate`, the gradients' global norm clipped at 1 (a fresh softmax's first steps are large)."""
     import keras
     import tensorflow as tf
     from tqdm import tqdm
@@ -111,6 +123,7 @@ def _train(x: np.ndarray, hp: ModelParams, vocabulary: Sequence[str], strategy, 
 
     step = tf.function(distributed_step, input_signature=[batches(0).element_spec])
     started = time.perf_counter()
+    history = []
     for epoch in range(hp.pretrain_epochs):
         it = batches(epoch)
         bar = tqdm(range(steps), desc=f"language model {epoch + 1}/{hp.pretrain_epochs}", unit="step",
@@ -120,7 +133,8 @@ def _train(x: np.ndarray, hp: ModelParams, vocabulary: Sequence[str], strategy, 
             sums += [float(t) for t in step(next(it))]
         bar.close()
         loss = sums[0] / max(sums[1], 1.0)
+        history.append({"epoch": epoch + 1, "loss": loss, "tokens": int(sums[1])})
         print(f"language model epoch {epoch + 1}/{hp.pretrain_epochs}: loss {loss:.4f} perplexity "
               f"{math.exp(min(loss, 50)):.1f} over {int(sums[1]):,} tokens of {len(x):,} rows "
               f"({words:,}-word softmax, {time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    return {layer.name: layer.get_weights() for layer in encoder.layers if layer.weights}
+    return LanguageModel({layer.name: layer.get_weights() for layer in encoder.layers if layer.weights}, history)

@@ -70,6 +70,7 @@ class FitResult:
     members: list[FitResult] = field(default_factory=list)   # an ensemble's, each with its own history
     refit_epochs: list[int] = field(default_factory=list)   # train.refit: each member's epochs on train + val
     ensemble_val: dict | None = None    # an ensemble's own val/loss and val/accuracy
+    language_model: list[dict] = field(default_factory=list)   # train.model.pretrain lm: its epochs (loss, tokens)
 
     @property
     def best(self) -> dict:
@@ -268,17 +269,19 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
                                             weights, epoch_iterator(0).element_spec, cfg.label_smoothing)
     backup = Backup(backup_dir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
                                                     best_score=best_score, wait=wait), strategy)
+    language_model = []
     if cfg.model.pretrain == "lm" and not backup.has_checkpoint():   # a resumed run restores its weights
         from pipeline.model.language_model import start_from_language_model
 
         lm_seed = cfg.seed if encoder_seed is None else encoder_seed
-        start_from_language_model(model, data.train["x"], cfg.model, data.tokens, strategy,
+        language_model = start_from_language_model(model, data.train["x"], cfg.model, data.tokens, strategy,
                                   lambda e: epoch_iterator(_PRETRAIN_EPOCHS + e, lm_seed), n_steps, lr, lm_seed,
-                                  progress)
+                                  progress).history
     best_weights = [v.numpy() for v in model.weights]
     history, saved_best = backup.restore()
     best_weights = saved_best or best_weights
-    result = FitResult(model=model, resumed_from_epoch=int(epoch_var.numpy()), replicas=replicas)
+    result = FitResult(model=model, resumed_from_epoch=int(epoch_var.numpy()), replicas=replicas,
+                       language_model=language_model)
     result.history = history[: result.resumed_from_epoch]
     # The validation batches are the same every epoch: built once, then served from the cache.
     val = make_dataset(data.val, 4 * global_batch, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length,
@@ -436,4 +439,5 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
                      best_epoch=0, resumed_from_epoch=members[0].resumed_from_epoch, replicas=members[0].replicas,
                      seconds=time.perf_counter() - started, members=members,
                      ensemble_val={"val/loss": float(loss / rows), "val/accuracy": float(correct / rows)},
-                     refit_epochs=[m.best_epoch for m in members] if refits else [])
+                     refit_epochs=[m.best_epoch for m in members] if refits else [],
+                     language_model=members[0].language_model)
