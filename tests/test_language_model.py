@@ -87,6 +87,23 @@ def test_the_language_model_learns_the_order_of_the_training_rows(bidirectional)
     assert lm.weights["embedding"][0].shape == (30, 8)
 
 
+def test_no_direction_sees_the_token_it_predicts():
+    """Tokens drawn at random: nothing to learn but a leak. A forward state that had read x[t+1], or a
+    backward one that had read x[t-1], would drive the loss towards 0; without one it stays at the
+    entropy of a uniform draw."""
+    from pipeline.model.language_model import train_language_model
+
+    x = np.zeros((1600, 10), np.int32)   # too many rows for the tiny model to learn by heart in 3 epochs
+    rng = np.random.default_rng(1)
+    for row in x:
+        n = rng.integers(3, 11)
+        row[:n] = rng.integers(2, 30, n)
+    hp = tiny_model(bidirectional=True, units=16, pretrain="lm", pretrain_epochs=3, pretrain_words=0)
+    lm = train_language_model(x, hp, [f"w{i}" for i in range(30)], make_strategy("none"), _batches(x, 32),
+                              steps=50, learning_rate=0.02, seed=1, progress=False)
+    assert lm.history[-1]["loss"] > 0.95 * math.log(28)
+
+
 def test_the_classifier_takes_the_encoder_from_the_language_model_and_keeps_its_head():
     from pipeline.model.architecture import build_model
     from pipeline.model.language_model import _trained, start_from_language_model
