@@ -185,11 +185,12 @@ class ModelParams(_Section):
     embedding_init: Literal["uniform", "ppmi"] = "uniform"
     # none: the classifier starts at random; lm: its embedding and first recurrent layer start from a
     # language model of the rows it trains on (forward: next token, backward: previous one), trained
-    # for pretrain_epochs over the same batches, predicting the pretrain_words most frequent tokens
-    # (0: every one). Dai & Le, 2015; Peters et al., 2018 for the two directions.
+    # for pretrain_epochs over the same batches with Adam at pretrain_learning_rate, predicting the
+    # pretrain_words most frequent tokens (0: every one). Dai & Le, 2015; Peters et al., 2018.
     pretrain: Literal["none", "lm"] = "none"
     pretrain_epochs: int = Field(1, ge=1, le=1000)
     pretrain_words: int = Field(5000, ge=0, le=10_000_000)
+    pretrain_learning_rate: float = Field(0.01, gt=0, le=10)
 
 
 class TrainParams(_Section):

@@ -274,9 +274,10 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
         from pipeline.model.language_model import start_from_language_model
 
         lm_seed = cfg.seed if encoder_seed is None else encoder_seed
-        language_model = start_from_language_model(model, data.train["x"], cfg.model, data.tokens, strategy,
-                                  lambda e: epoch_iterator(_PRETRAIN_EPOCHS + e, lm_seed), n_steps, lr, lm_seed,
-                                  progress).history
+        language_model = start_from_language_model(
+            model, data.train["x"], cfg.model, data.tokens, strategy,
+            lambda e: epoch_iterator(_PRETRAIN_EPOCHS + e, lm_seed), n_steps, cfg.model.pretrain_learning_rate,
+            lm_seed, progress).history
     best_weights = [v.numpy() for v in model.weights]
     history, saved_best = backup.restore()
     best_weights = saved_best or best_weights
