@@ -27,7 +27,12 @@ from helpers.tinydata import tiny_data, tiny_model, tiny_train  # noqa: E402
 def config(mode: str, ngrams: bool = False):
     """The same global batch of 16 under every strategy: 2 replicas x 8 when mirrored."""
     return tiny_train(epochs=3, batch_size=8 if mode == "mirrored" else 16, seed=7, bucket_by_length=True,
-                      model=tiny_model(char_ngrams=(1, 2), embedding_init="ppmi", pretrain="lm", pretrain_epochs=2)
+                      model=tiny_model(char_ngrams=(1, 2), embedding_init="ppmi", pretrain="lm", pretrain_epochs=2,
+                                       # Adam moves even a weight whose gradient is float noise by about its
+                                       # rate: at the default 0.01 the two strategies' summation orders
+                                       # part by 0.003 in a few weights; at the classifier's rate they
+                                       # stay within the tolerance the comparison was made for.
+                                       pretrain_learning_rate=0.001)
                       if ngrams else tiny_model())
 
 
