@@ -124,11 +124,6 @@ def repro_project(tmp_path_factory) -> Project:
     (2 trials), train (registered as textclf-table version 1), evaluate, each stage its own process
     as DVC runs it, tracked in the project's own MLflow store. Read it; change a `clone()`."""
     project = make_project(tmp_path_factory.mktemp("repro") / "project")
-    # Every fit (the trials' and train's) starts its encoder from a language model of its rows: the
-    # option runs through the real stages, and what it logs is checked (test_pipeline_e2e.py).
-    model = {**project.read_yaml("params.yaml")["train"]["model"], "pretrain": "lm", "pretrain_epochs": 2}
-    project.set_param("train", "model", model)
-    project.commit("pretrain the encoder")
     done = project.dvc("repro")
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
     return project

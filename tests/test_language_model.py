@@ -67,9 +67,9 @@ def _batches(x: np.ndarray, batch: int, seed: int = 0):
         make_dataset(split, batch, seed=seed, epoch=epoch, bucket=True, padding="post").repeat()))
 
 
-@pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional", "forward"])
-def test_the_language_model_learns_the_order_of_the_training_rows(bidirectional):
-    """Rows count up (k, k+1, k+2, ...): both neighbours of a token follow from it."""
+def test_the_language_model_learns_the_order_of_the_training_rows():
+    """Rows count up (k, k+1, k+2, ...): both neighbours of a token follow from it, so both
+    directions must learn for the mean loss to fall this far."""
     from pipeline.model.language_model import train_language_model
 
     rng = np.random.default_rng(0)
@@ -77,7 +77,7 @@ def test_the_language_model_learns_the_order_of_the_training_rows(bidirectional)
     for row in x:
         start, n = rng.integers(2, 20), rng.integers(3, 11)
         row[:n] = np.arange(start, start + n)
-    hp = tiny_model(bidirectional=bidirectional, units=16, pretrain="lm", pretrain_epochs=25, pretrain_words=0)
+    hp = tiny_model(bidirectional=True, units=16, pretrain="lm", pretrain_epochs=25, pretrain_words=0)
     lm = train_language_model(x, hp, [f"w{i}" for i in range(30)], make_strategy("none"), _batches(x, 16),
                               steps=10, learning_rate=0.02, seed=1, progress=False)
     assert [r["epoch"] for r in lm.history] == list(range(1, 26))

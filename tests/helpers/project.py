@@ -107,9 +107,6 @@ class Project:
         experiment = client.get_experiment_by_name("textclf-table")
         return client.search_runs([experiment.experiment_id]) if experiment else []
 
-    def read_yaml(self, rel: str):
-        return yaml.safe_load((self.root / rel).read_text(encoding="utf-8"))
-
     def read_json(self, rel: str):
         return json.loads((self.root / rel).read_text(encoding="utf-8"))
 
