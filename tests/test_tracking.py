@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 from helpers import make_params
+from helpers.tinydata import TABLE_CLASSES, write_table_project
 from pipeline.core import tracking
 from pipeline.core.config import Params
 
-CLASSES = ("경제", "복지", "행정")
+CLASSES = TABLE_CLASSES
 
 
 @pytest.fixture(scope="module")
@@ -324,17 +325,9 @@ def test_train_logs_the_language_models_epochs(repo):
     language_model/loss, in the train run."""
     from pipeline.stages import download, prepare, tokenize, train
 
-    lines = ["text,label"] + [f"{label} 문의 {i} 관련 질문,{label}" for label in CLASSES for i in range(8)]
-    (repo / "questions.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (repo / "params.yaml").write_text(
-        "dataset:\n  name: table\n  classes: []\n  table:\n    source: questions.csv\n"
-        "    text_columns: [text]\n    label_column: label\n"
-        "tokenize:\n  analyzer: whitespace\n  pos_drop: []\n  workers: 1\n"
-        "prepare:\n  maxlen: 4\n  val_size: 0.25\n  test_size: 0.25\n"
-        "train:\n  epochs: 1\n  ensemble: 1\n  use_tuned: false\n"
-        "  model: {units: 4, embedding_dim: 4, dense_units: 0, bidirectional: true,\n"
-        "          pretrain: lm, pretrain_epochs: 2}\n",
-        encoding="utf-8")
+    write_table_project(repo, "train:\n  epochs: 1\n  ensemble: 1\n  use_tuned: false\n"
+                              "  model: {units: 4, embedding_dim: 4, dense_units: 0, bidirectional: true,\n"
+                              "          pretrain: lm, pretrain_epochs: 2}\n")
     for stage in (download, tokenize, prepare):
         assert stage.main([]) == 0, stage.__name__
     before = all_runs()
@@ -351,13 +344,7 @@ def test_three_stages_in_a_row_are_three_finished_runs(repo):
     """download -> tokenize -> prepare on a tiny table, no JVM: what `dvc repro` records."""
     from pipeline.stages import download, prepare, tokenize
 
-    lines = ["text,label"] + [f"{label} 문의 {i} 관련 질문,{label}" for label in CLASSES for i in range(8)]
-    (repo / "questions.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (repo / "params.yaml").write_text(
-        "dataset:\n  name: table\n  classes: []\n  table:\n    source: questions.csv\n"
-        "    text_columns: [text]\n    label_column: label\n"
-        "tokenize:\n  analyzer: whitespace\n  pos_drop: []\n  workers: 1\n"
-        "prepare:\n  maxlen: 4\n  val_size: 0.25\n  test_size: 0.25\n", encoding="utf-8")
+    write_table_project(repo)
     before = all_runs()
     for stage in (download, tokenize, prepare):
         assert stage.main([]) == 0, stage.__name__

@@ -12,9 +12,8 @@ import pytest
 
 from helpers import make_params
 from helpers.browser import chromium, experiment_url, mlflow_ui, page_text, run_url, screenshot
+from helpers.tinydata import write_table_project
 from pipeline.core import tracking
-
-CLASSES = ("경제", "복지", "행정")
 
 
 def client(uri: str | None = None):
@@ -27,13 +26,7 @@ def three_stages(root: Path) -> dict:
     root/mlruns as `dvc repro` would; the runs by name."""
     from pipeline.stages import download, prepare, tokenize
 
-    lines = ["text,label"] + [f"{label} 문의 {i} 관련 질문,{label}" for label in CLASSES for i in range(8)]
-    (root / "questions.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (root / "params.yaml").write_text(
-        "dataset:\n  name: table\n  classes: []\n  table:\n    source: questions.csv\n"
-        "    text_columns: [text]\n    label_column: label\n"
-        "tokenize:\n  analyzer: whitespace\n  pos_drop: []\n  workers: 1\n"
-        "prepare:\n  maxlen: 4\n  val_size: 0.25\n  test_size: 0.25\n", encoding="utf-8")
+    write_table_project(root)
     for stage in (download, tokenize, prepare):
         assert stage.main([]) == 0, stage.__name__
     experiment = client().get_experiment_by_name("textclf-table")

@@ -66,3 +66,18 @@ def write_prepared(folder: Path, n: int = 192, maxlen: int = 12, vocab: int = 30
     (folder / "params.json").write_text(json.dumps(
         {"prepare": {"maxlen": maxlen, "padding": "post", "truncating": "pre"}}))
     (folder / "preprocess.json").write_text(json.dumps(TINY_PREPROCESS))
+
+
+TABLE_CLASSES = ("경제", "복지", "행정")
+
+
+def write_table_project(root: Path, extra_params: str = "") -> None:
+    """questions.csv (8 questions per class) and a params.yaml that downloads, tokenizes (whitespace:
+    no JVM) and prepares it as a `table` dataset; `extra_params` is appended (e.g. a train section)."""
+    lines = ["text,label"] + [f"{label} 문의 {i} 관련 질문,{label}" for label in TABLE_CLASSES for i in range(8)]
+    (root / "questions.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "params.yaml").write_text(
+        "dataset:\n  name: table\n  classes: []\n  table:\n    source: questions.csv\n"
+        "    text_columns: [text]\n    label_column: label\n"
+        "tokenize:\n  analyzer: whitespace\n  pos_drop: []\n  workers: 1\n"
+        "prepare:\n  maxlen: 4\n  val_size: 0.25\n  test_size: 0.25\n" + extra_params, encoding="utf-8")
