@@ -26,7 +26,7 @@ from pipeline.core.config import load_params, override  # noqa: E402
 from pipeline.core.seed import set_seed  # noqa: E402
 from pipeline.data.prepared import load_prepared  # noqa: E402
 from pipeline.model.strategies import make_strategy  # noqa: E402
-from pipeline.model.training import make_dataset, steps_per_epoch  # noqa: E402
+from pipeline.model.training import epoch_batches, steps_per_epoch  # noqa: E402
 from pipeline.tuning.best import resolve_tuned  # noqa: E402
 
 
@@ -62,11 +62,8 @@ def main() -> int:
     x = data.train["x"][: args.rows]
     random_start = encoder_figures(model, x)
 
-    def batches(epoch: int):
-        ds = make_dataset(data.train, cfg.batch_size, seed=cfg.seed, epoch=epoch, bucket=cfg.bucket_by_length,
-                          padding=data.padding).repeat()
-        return iter(strategy.experimental_distribute_dataset(ds))
-
+    batches = epoch_batches(data.train, cfg.batch_size, strategy, seed=cfg.seed, bucket=cfg.bucket_by_length,
+                            padding=data.padding)
     lm = train_language_model(data.train["x"], cfg.model, data.tokens, strategy, batches,
                               steps_per_epoch(len(data.train["y"]), cfg.batch_size),
                               cfg.model.pretrain_learning_rate, cfg.seed, progress=False)

@@ -59,12 +59,10 @@ def test_output_words_caps_the_softmax_at_the_vocabulary():
 
 
 def _batches(x: np.ndarray, batch: int, seed: int = 0):
-    from pipeline.model.training import make_dataset
+    from pipeline.model.training import epoch_batches
 
     split = {"x": x, "y": np.zeros(len(x), np.int32), "length": (x != 0).sum(axis=1).astype(np.int32)}
-    strategy = make_strategy("none")
-    return lambda epoch: iter(strategy.experimental_distribute_dataset(
-        make_dataset(split, batch, seed=seed, epoch=epoch, bucket=True, padding="post").repeat()))
+    return epoch_batches(split, batch, make_strategy("none"), seed=seed, bucket=True, padding="post")
 
 
 def test_the_language_model_learns_the_order_of_the_training_rows():

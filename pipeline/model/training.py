@@ -55,6 +55,17 @@ def make_dataset(split: dict, global_batch: int, *, seed: int, epoch: int, bucke
     return ds
 
 
+def epoch_batches(split: dict, global_batch: int, strategy, *, seed: int, bucket: bool, padding: str):
+    """epoch -> an iterator over that epoch's distributed (x, y) batches (make_dataset's order for
+    seed + epoch), repeating, so a loop can take a fixed number of steps from it."""
+    import tensorflow as tf
+
+    def batches(epoch: int):
+        ds = make_dataset(split, global_batch, seed=seed, epoch=epoch, bucket=bucket, padding=padding).repeat()
+        return iter(strategy.experimental_distribute_dataset(ds.prefetch(tf.data.AUTOTUNE)))
+    return batches
+
+
 def steps_per_epoch(n: int, global_batch: int) -> int:
     return max(1, math.ceil(n / global_batch))
 
@@ -259,10 +270,8 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
         best_score = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
         wait = tf.Variable(0, dtype=tf.int64, trainable=False)
 
-    def epoch_iterator(epoch: int, seed: int = cfg.seed):
-        ds = make_dataset(data.train, global_batch, seed=seed, epoch=epoch, bucket=cfg.bucket_by_length,
-                          padding=data.padding).repeat()
-        return iter(strategy.experimental_distribute_dataset(ds.prefetch(tf.data.AUTOTUNE)))
+    epoch_iterator = epoch_batches(data.train, global_batch, strategy, seed=cfg.seed, bucket=cfg.bucket_by_length,
+                                   padding=data.padding)
 
     weights = tf.constant(class_weights(data.train["y"], num_classes, cfg.class_weight))
     train_step, eval_step = _step_functions(model, optimizer, strategy, output_spec(num_classes)[0] == 1,
@@ -274,10 +283,11 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
         from pipeline.model.language_model import start_from_language_model
 
         lm_seed = cfg.seed if encoder_seed is None else encoder_seed
+        lm_batches = epoch_batches(data.train, global_batch, strategy, seed=lm_seed, bucket=cfg.bucket_by_length,
+                                   padding=data.padding)
         language_model = start_from_language_model(
-            model, data.train["x"], cfg.model, data.tokens, strategy,
-            lambda e: epoch_iterator(_PRETRAIN_EPOCHS + e, lm_seed), n_steps, cfg.model.pretrain_learning_rate,
-            lm_seed, progress).history
+            model, data.train["x"], cfg.model, data.tokens, strategy, lambda e: lm_batches(_PRETRAIN_EPOCHS + e),
+            n_steps, cfg.model.pretrain_learning_rate, lm_seed, progress).history
     best_weights = [v.numpy() for v in model.weights]
     history, saved_best = backup.restore()
     best_weights = saved_best or best_weights
