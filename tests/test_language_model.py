@@ -173,9 +173,13 @@ def test_a_resumed_fit_keeps_its_checkpoint_instead_of_a_new_language_model(tmp_
     language_model._trained.clear()
     set_seed(99, tensorflow=True)   # another init and no language model in memory: the checkpoint must win
     resumed = fit(tiny_data(), cfg, make_strategy("none"), backup_dir=tmp_path, progress=False)
-    assert len(calls) == 1 and resumed.resumed_from_epoch == 1 and resumed.language_model == []
+    assert len(calls) == 1 and resumed.resumed_from_epoch == 1
     set_seed(3, tensorflow=True)
     straight = fit(tiny_data(), cfg, make_strategy("none"), progress=False)
     assert len(calls) == 2
+    # It still reports the epochs its encoder came from (the interrupted run's, kept with the checkpoint).
+    assert [row["epoch"] for row in resumed.language_model] == [1, 2]
+    assert [row["loss"] for row in resumed.language_model] == pytest.approx(
+        [row["loss"] for row in straight.language_model], abs=1e-5)
     for a, b in zip(resumed.model.weights, straight.model.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)

@@ -140,6 +140,11 @@ class Backup:
     def has_checkpoint(self) -> bool:
         return self.manager is not None and self.manager.latest_checkpoint is not None
 
+    def language_model(self) -> list[dict]:
+        """The language model's epochs the interrupted run trained its encoder with ([]: none)."""
+        saved = self.folder / "language_model.json" if self.has_checkpoint() else None
+        return json.loads(saved.read_text()) if saved and saved.is_file() else []
+
     def restore(self) -> tuple[list[dict], list[np.ndarray] | None]:
         """The saved history and best weights (empty, None when there is nothing to resume)."""
         if not self.has_checkpoint():
@@ -152,13 +157,16 @@ class Backup:
         history_file = self.folder / "history.json"
         return (json.loads(history_file.read_text()) if history_file.is_file() else []), best
 
-    def save(self, history: list[dict], best_weights: list[np.ndarray] | None) -> None:
+    def save(self, history: list[dict], best_weights: list[np.ndarray] | None,
+             language_model: list[dict] = ()) -> None:
         if self.manager is None:
             return
         self.manager.save()
         if best_weights is not None:
             np.savez(self.folder / "best_weights.npz", **{f"w{i}": w for i, w in enumerate(best_weights)})
         (self.folder / "history.json").write_text(json.dumps(history))
+        if language_model:   # a resumed run reports the epochs its encoder came from
+            (self.folder / "language_model.json").write_text(json.dumps(language_model))
 
 
 def _per_example(binary: bool):
@@ -195,8 +203,13 @@ def _smoothed_loss(binary: bool, smoothing: float):
     return loss
 
 
-def _step_functions(model, optimizer, strategy, binary: bool, class_weight, element_spec, smoothing: float = 0.0):
-    """The distributed train step and the local eval step, each returning (loss sum, correct, rows)."""
+def _step_functions(model, optimizer, strategy, binary: bool, class_weight, element_spec, eval_spec,
+                    smoothing: float = 0.0):
+    """The distributed train step and the local eval step, each returning (loss sum, correct, rows).
+
+    Each is traced once, for every batch shape (`element_spec`, `eval_spec`: the time dimension varies
+    with bucketing). Without a signature every new shape traced again until TF relaxed it (5 traces
+    of the eval step per fit, most of a tiny fit's time)."""
     import tensorflow as tf
 
     per_example = _per_example(binary)
@@ -216,13 +229,12 @@ def _step_functions(model, optimizer, strategy, binary: bool, class_weight, elem
         sums = strategy.run(replica_step, args=batch)
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
 
-    @tf.function(reduce_retracing=True)
     def eval_step(x, y):
         loss, correct = per_example(y, model(x, training=False))
         return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
 
-    # One trace for every batch shape: the time dimension varies with bucketing.
-    return tf.function(distributed_step, input_signature=[element_spec]), eval_step
+    return (tf.function(distributed_step, input_signature=[element_spec]),
+            tf.function(eval_step, input_signature=list(eval_spec)))
 
 
 def _score(row: dict, monitor: str) -> float:
@@ -273,12 +285,16 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
     epoch_iterator = epoch_batches(data.train, global_batch, strategy, seed=cfg.seed, bucket=cfg.bucket_by_length,
                                    padding=data.padding)
 
+    # The validation batches are the same every epoch: built once, then served from the cache.
+    val = make_dataset(data.val, 4 * global_batch, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length,
+                       padding=data.padding, shuffle=False).cache().prefetch(tf.data.AUTOTUNE)
     weights = tf.constant(class_weights(data.train["y"], num_classes, cfg.class_weight))
     train_step, eval_step = _step_functions(model, optimizer, strategy, output_spec(num_classes)[0] == 1,
-                                            weights, epoch_iterator(0).element_spec, cfg.label_smoothing)
+                                            weights, epoch_iterator(0).element_spec, val.element_spec,
+                                            cfg.label_smoothing)
     backup = Backup(backup_dir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
                                                     best_score=best_score, wait=wait), strategy)
-    language_model = []
+    language_model = backup.language_model()
     if cfg.model.pretrain == "lm" and not backup.has_checkpoint():   # a resumed run restores its weights
         from pipeline.model.language_model import start_from_language_model
 
@@ -294,9 +310,6 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
     result = FitResult(model=model, resumed_from_epoch=int(epoch_var.numpy()), replicas=replicas,
                        language_model=language_model)
     result.history = history[: result.resumed_from_epoch]
-    # The validation batches are the same every epoch: built once, then served from the cache.
-    val = make_dataset(data.val, 4 * global_batch, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length,
-                       padding=data.padding, shuffle=False).cache().prefetch(tf.data.AUTOTUNE)
     started = time.perf_counter()
     last = min(cfg.epochs, stop_after or cfg.epochs)
     for epoch in range(result.resumed_from_epoch, last):
@@ -328,7 +341,7 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
         else:
             wait.assign_add(1)
         epoch_var.assign(epoch + 1)
-        backup.save(result.history, best_weights if improved else None)
+        backup.save(result.history, best_weights if improved else None, result.language_model)
         if keep_last:
             print(f"refit epoch {epoch + 1}/{last}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f}",
                   file=sys.stderr)
@@ -441,7 +454,7 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
     val = make_dataset(data.val, 256, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length, padding=data.padding,
                        shuffle=False)
     step = tf.function(lambda x, y: [tf.reduce_sum(t) for t in per_example(y, model(x, training=False))]
-                       + [tf.cast(tf.size(y), tf.float32)], reduce_retracing=True)
+                       + [tf.cast(tf.size(y), tf.float32)], input_signature=list(val.element_spec))
     loss, correct, rows = _sums(step, val)
     if refits:   # val has been trained on: its figures stay the first fits' ensemble's
         with strategy.scope():
