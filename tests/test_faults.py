@@ -106,7 +106,7 @@ def test_a_killed_stage_run_is_marked_killed_and_the_resumed_run_points_back(rep
     """kill -9 mid-epoch: nothing can end the run then. The next run of a stage ends it KILLED; the
     train run that resumes the work says which run it continues and holds the whole curve."""
     project = repro_project.clone(tmp_path / "project")
-    epochs = 40
+    epochs = 20
     long_training(project, epochs)
     log = tmp_path / "train.log"
     with log.open("w") as out:

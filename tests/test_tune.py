@@ -145,7 +145,7 @@ def test_no_trials_means_train_keeps_its_params(project):
 def test_timeout_ends_the_run_after_the_trial_in_progress(project, capsys):
     from pipeline.stages.tune import main
 
-    write_project(project, n_trials=50, timeout=0.01)
+    write_project(project, n_trials=50, timeout=0.01, epochs=1)
     assert main(["--no-track"]) == 0
     trials = optuna.load_study(study_name=json.loads((project / "tune" / "study.json").read_text())["study"],
                                storage="sqlite:///tune/optuna.db").get_trials()
@@ -243,13 +243,13 @@ def test_trial_0_is_the_baseline_whoever_opens_the_study(project, first):
     """The baseline is enqueued by whoever opens the empty study (a --worker too), exactly once."""
     from pipeline.stages.tune import main
 
-    write_project(project, n_trials=2, epochs=1, pruner="none", study_name="t", storage="journal:tune/optuna.journal")
+    write_project(project, n_trials=1, epochs=1, pruner="none", study_name="t", storage="journal:tune/optuna.journal")
     assert main(["--no-track", *(["--worker"] if first == "worker" else [])]) == 0
-    write_project(project, n_trials=3, epochs=1, pruner="none", study_name="t", storage="journal:tune/optuna.journal")
+    write_project(project, n_trials=2, epochs=1, pruner="none", study_name="t", storage="journal:tune/optuna.journal")
     assert main(["--no-track", *(["--worker"] if first == "main" else [])]) == 0
     trials = optuna.load_study(study_name="t", storage=open_for_reading(project, "journal:tune/optuna.journal")
                                ).get_trials()
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 2
     assert [t.number for t in trials if t.user_attrs.get("baseline")] == [0]
     assert trials[0].params == {"model.units": 8, "learning_rate": 0.001, "maxlen": 12}
     # What tuning gained over params.yaml's values, on validation (the best is never worse).
