@@ -4,7 +4,7 @@
 
 `ngrams`: the tiny model with character n-gram embeddings (train.model.char_ngrams [1, 2]) started
 from PPMI-SVD vectors (train.model.embedding_init ppmi), then with its encoder trained as a language
-model for 2 epochs (train.model.pretrain lm): every way a fit starts before it sees a label.
+model for an epoch (train.model.pretrain lm): every way a fit starts before it sees a label.
 
 Logical devices must be configured before TensorFlow starts, and multi-worker training needs a
 process per worker, hence a script rather than an in-process test.
@@ -26,8 +26,8 @@ from helpers.tinydata import tiny_data, tiny_model, tiny_train  # noqa: E402
 
 def config(mode: str, ngrams: bool = False):
     """The same global batch of 16 under every strategy: 2 replicas x 8 when mirrored."""
-    return tiny_train(epochs=3, batch_size=8 if mode == "mirrored" else 16, seed=7, bucket_by_length=True,
-                      model=tiny_model(char_ngrams=(1, 2), embedding_init="ppmi", pretrain="lm", pretrain_epochs=2,
+    return tiny_train(epochs=2, batch_size=8 if mode == "mirrored" else 16, seed=7, bucket_by_length=True,
+                      model=tiny_model(char_ngrams=(1, 2), embedding_init="ppmi", pretrain="lm", pretrain_epochs=1,
                                        # Adam moves even a weight whose gradient is float noise by about its
                                        # rate: at the default 0.01 the two strategies' summation orders
                                        # part by 0.003 in a few weights; at the classifier's rate they
