@@ -208,8 +208,8 @@ def _step_functions(model, optimizer, strategy, binary: bool, class_weight, elem
     """The distributed train step and the local eval step, each returning (loss sum, correct, rows).
 
     Each is traced once, for every batch shape (`element_spec`, `eval_spec`: the time dimension varies
-    with bucketing). Without a signature every new shape traced again until TF relaxed it (5 traces
-    of the eval step per fit, most of a tiny fit's time)."""
+    with bucketing); without a signature each new length traced the eval step again until TF relaxed
+    it, with a retracing warning in every trial."""
     import tensorflow as tf
 
     per_example = _per_example(binary)
@@ -229,12 +229,17 @@ def _step_functions(model, optimizer, strategy, binary: bool, class_weight, elem
         sums = strategy.run(replica_step, args=batch)
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
 
+    return tf.function(distributed_step, input_signature=[element_spec]), _eval_step(model, per_example, eval_spec)
+
+
+def _eval_step(model, per_example, spec):
+    """(loss sum, correct, rows) of one local batch, traced once for every batch shape of `spec`."""
+    import tensorflow as tf
+
     def eval_step(x, y):
         loss, correct = per_example(y, model(x, training=False))
         return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
-
-    return (tf.function(distributed_step, input_signature=[element_spec]),
-            tf.function(eval_step, input_signature=list(eval_spec)))
+    return tf.function(eval_step, input_signature=list(spec))
 
 
 def _score(row: dict, monitor: str) -> float:
@@ -425,8 +430,6 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
             result.refit_epochs = [result.best_epoch]
             result.seconds = time.perf_counter() - started
         return result
-    import tensorflow as tf
-
     from pipeline.core.seed import set_seed
     from pipeline.model.architecture import output_spec
 
@@ -453,9 +456,7 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
     per_example = _per_example(binary)
     val = make_dataset(data.val, 256, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length, padding=data.padding,
                        shuffle=False)
-    step = tf.function(lambda x, y: [tf.reduce_sum(t) for t in per_example(y, model(x, training=False))]
-                       + [tf.cast(tf.size(y), tf.float32)], input_signature=list(val.element_spec))
-    loss, correct, rows = _sums(step, val)
+    loss, correct, rows = _sums(_eval_step(model, per_example, val.element_spec), val)
     if refits:   # val has been trained on: its figures stay the first fits' ensemble's
         with strategy.scope():
             model = average_members(refits)
