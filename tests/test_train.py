@@ -21,8 +21,8 @@ WORKER = Path(__file__).parent / "helpers" / "train_worker.py"
 SMALL = tiny_train(epochs=3, batch_size=16, seed=3, early_stopping_patience=0)
 
 
-def run_worker(mode: str, out: Path, env: dict | None = None, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(WORKER), mode, str(out), *extra], cwd=REPO,
+def run_worker(mode: str, out: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(WORKER), mode, str(out)], cwd=REPO,
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -157,12 +157,12 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     # With every start before the labels (n-gram embeddings, PPMI vectors, the language model): the
     # plain Embedding path is the same Keras machinery under the strategy, and the cluster test
     # trains it with MultiWorkerMirroredStrategy (one parameter each cost 22 s more).
-    mirrored = run_worker("mirrored", tmp_path / "m.npz", None, "ngrams")
+    mirrored = run_worker("mirrored", tmp_path / "m.npz")
     # The single-device run it must follow, here while the worker trains: the same script's config
     # and seed (two logical CPUs need a process of their own; one device does not).
     strategy = make_strategy("none")
     set_seed(7, tensorflow=True)
-    single = fit(tiny_data(), config("none", ngrams=True), strategy, progress=False)
+    single = fit(tiny_data(), config("none"), strategy, progress=False)
     finish(mirrored)
     m_weights, m_info = load(tmp_path / "m.npz")
     s_weights = [copies[0] for copies in weights(single.model)]
@@ -186,7 +186,7 @@ def test_multi_worker_strategy_with_two_local_processes(tmp_path):
         # With every start before the labels (n-grams, PPMI vectors, the language model): all of it
         # runs on both workers in step.
         procs.append(run_worker("multi_worker", tmp_path / f"w{index}.npz",
-                                {"TF_CONFIG": json.dumps(tf_config)}, "ngrams"))
+                                {"TF_CONFIG": json.dumps(tf_config)}))
     for proc in procs:
         finish(proc, timeout=400)
     (w0, i0), (w1, i1) = load(tmp_path / "w0.npz"), load(tmp_path / "w1.npz")

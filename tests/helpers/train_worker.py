@@ -1,8 +1,8 @@
 """Train the tiny model under one strategy and save what the test compares (run as a subprocess).
 
-    python tests/helpers/train_worker.py {none,mirrored,multi_worker} OUT.npz [ngrams]
+    python tests/helpers/train_worker.py {none,mirrored,multi_worker} OUT.npz
 
-`ngrams`: the tiny model with character n-gram embeddings (train.model.char_ngrams [1, 2]) started
+The tiny model with character n-gram embeddings (train.model.char_ngrams [1, 2]) started
 from PPMI-SVD vectors (train.model.embedding_init ppmi), then with its encoder trained as a language
 model for an epoch (train.model.pretrain lm): every way a fit starts before it sees a label.
 
@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from helpers.tinydata import tiny_data, tiny_model, tiny_train  # noqa: E402
 
 
-def config(mode: str, ngrams: bool = False):
+def config(mode: str):
     """The same global batch of 16 under every strategy: 2 replicas x 8 when mirrored."""
     return tiny_train(epochs=2, batch_size=8 if mode == "mirrored" else 16, seed=7, bucket_by_length=True,
                       model=tiny_model(char_ngrams=(1, 2), embedding_init="ppmi", pretrain="lm", pretrain_epochs=1,
@@ -32,8 +32,7 @@ def config(mode: str, ngrams: bool = False):
                                        # rate: at the default 0.01 the two strategies' summation orders
                                        # part by 0.003 in a few weights; at the classifier's rate they
                                        # stay within the tolerance the comparison was made for.
-                                       pretrain_learning_rate=0.001)
-                      if ngrams else tiny_model())
+                                       pretrain_learning_rate=0.001))
 
 
 def weights(model) -> list[list[np.ndarray]]:
@@ -45,7 +44,7 @@ def weights(model) -> list[list[np.ndarray]]:
 
 
 def main() -> None:
-    mode, out, ngrams = sys.argv[1], Path(sys.argv[2]), sys.argv[3:] == ["ngrams"]
+    mode, out = sys.argv[1], Path(sys.argv[2])
     import tensorflow as tf
 
     if mode == "mirrored":
@@ -58,7 +57,7 @@ def main() -> None:
     devices = ("/cpu:0", "/cpu:1") if mode == "mirrored" else ()
     strategy = make_strategy(mode, devices)
     set_seed(7, tensorflow=True)
-    result = fit(tiny_data(), config(mode, ngrams), strategy, progress=False)
+    result = fit(tiny_data(), config(mode), strategy, progress=False)
     copies = weights(result.model)   # every replica's, to show they are identical
     np.savez(out, *[c[0] for c in copies])
     out.with_suffix(".json").write_text(json.dumps({
