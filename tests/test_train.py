@@ -149,6 +149,31 @@ def test_an_interrupted_fit_resumes_where_it_stopped(tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
 
 
+def test_a_fit_killed_between_its_backup_files_and_checkpoint_resumes_from_the_last_checkpoint(
+        tmp_path, monkeypatch):
+    """Each epoch's history and best weights are written whole before its checkpoint, the commit
+    point: killed in between (here: epoch 2's checkpoint never lands), the next run reads them, resumes
+    after epoch 1 and keeps one row per epoch."""
+    import tensorflow as tf
+
+    real_save, saves = tf.train.CheckpointManager.save, []
+
+    def killed_at_the_second(manager, *args, **kwargs):
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+        return real_save(manager, *args, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_data(), SMALL, make_strategy("none"), backup_dir=tmp_path, progress=False)
+    assert [r["epoch"] for r in json.loads((tmp_path / "history.json").read_text())] == [1, 2]
+    assert not list(tmp_path.glob(".*.tmp")), "no half-written file left beside the checkpoint"
+    monkeypatch.undo()
+    resumed = fit(tiny_data(), SMALL, make_strategy("none"), backup_dir=tmp_path, progress=False)
+    assert resumed.resumed_from_epoch == 1 and [r["epoch"] for r in resumed.history] == [1, 2, 3]
+
+
 @pytest.mark.integration
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     from helpers.train_worker import config, weights

@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from pipeline.core.atomic import atomic_file, write_json
 from pipeline.core.config import TrainParams, to_dict
 from pipeline.core.errors import StageError
 from pipeline.data.prepared import Prepared, data_fingerprint
@@ -159,14 +160,19 @@ class Backup:
 
     def save(self, history: list[dict], best_weights: list[np.ndarray] | None,
              language_model: list[dict] = ()) -> None:
+        """The files beside the checkpoint first, each written whole (a kill -9 in the middle of a plain
+        write left an empty history.json the resumed run could not read), then the checkpoint, the
+        commit point: killed before it, the run resumes from the previous epoch, and restore's caller
+        cuts the history to that epoch."""
         if self.manager is None:
             return
-        self.manager.save()
         if best_weights is not None:
-            np.savez(self.folder / "best_weights.npz", **{f"w{i}": w for i, w in enumerate(best_weights)})
-        (self.folder / "history.json").write_text(json.dumps(history))
+            with atomic_file(self.folder / "best_weights.npz") as tmp, tmp.open("wb") as out:
+                np.savez(out, **{f"w{i}": w for i, w in enumerate(best_weights)})
+        write_json(self.folder / "history.json", history)
         if language_model:   # a resumed run reports the epochs its encoder came from
-            (self.folder / "language_model.json").write_text(json.dumps(language_model))
+            write_json(self.folder / "language_model.json", language_model)
+        self.manager.save()
 
 
 def _per_example(binary: bool):
