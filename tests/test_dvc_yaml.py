@@ -120,7 +120,8 @@ def test_bytecode_is_no_part_of_a_stages_deps(tmp_path):
 # What `dvc exp show` compares experiments by (docs/tracking.md): every other number the stages
 # write stays in plain outputs and in MLflow.
 MODEL_COMPARISON = {
-    "scores.json": ("evaluate", {"test/accuracy", "test/macro_f1", "test/loss", "baseline/test/accuracy"}),
+    "scores.json": ("evaluate", {"test/accuracy", "test/macro_f1", "test/loss", "linear/test/accuracy",
+                                 "blend/test/accuracy", "champion/test/accuracy", "champion/val/accuracy"}),
     "tune/best.json": ("tune", {"tune/best_value"}),
 }
 

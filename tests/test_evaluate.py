@@ -1,5 +1,6 @@
 """evaluate: metrics, plots, length-sorted batched prediction equal to plain prediction, the linear
-baseline scored beside the RNN, and the most confident mistakes with their text."""
+model fitted and scored beside the RNN, every candidate's figures, and the served model's most
+confident mistakes with their text."""
 from __future__ import annotations
 
 import json
@@ -13,14 +14,15 @@ import yaml
 
 from helpers import REPO
 from helpers.tinydata import TINY_PREPROCESS, tiny_model
-from pipeline.core.config import BaselineParams
-from pipeline.model.baseline import read_token_lists, run_baseline
+from helpers.champion import add_champion
+from pipeline.core.config import LinearParams
+from pipeline.model.linear import concat_rows, fit_linear, fit_splits, read_token_lists, split_rows
 from pipeline.model.evaluation import mistakes, per_class_png, roc_points, scores, write_plots
 from pipeline.model.inference import predict_proba
 
 PNG = b"\x89PNG\r\n\x1a\n"
-BASELINE_KEYS = {"baseline/test/loss", "baseline/test/accuracy", "baseline/test/macro_f1", "baseline/test/rows",
-                 "rnn_minus_baseline/test/accuracy", "rnn_minus_baseline/test/macro_f1"}
+CANDIDATE_KEYS = {f"{kind}/test/{key}" for kind in ("linear", "blend", "champion")
+                  for key in ("loss", "accuracy", "macro_f1", "rows", "roc_auc")}
 
 
 def test_scores_per_class_and_macro_f1():
@@ -135,66 +137,70 @@ def write_params(root: Path, **evaluate) -> None:
 
 
 def evaluated_project(root: Path, bundle: Path, prepared_src: Path, raw: bool = True, flip: int = 12,
-                      **evaluate) -> dict[str, str]:
-    """A repo root that evaluate can run in: models/, data/prepared with ids, tokens, raw texts, params."""
+                      champion: dict | None = None, **evaluate) -> dict[str, str]:
+    """A repo root that evaluate can run in: models/ (with the champion chosen on val, `champion`:
+    its evaluate.* keys), data/prepared with ids, tokens, raw texts, params."""
     shutil.copytree(bundle, root / "models")
     (root / "models" / "run.json").write_text(json.dumps({"run_id": None}))
-    with_ids(prepared_src, root, flip=flip)
+    prepared = with_ids(prepared_src, root, flip=flip)
+    add_champion(root / "models", prepared, root / "data" / "tokens.parquet", **(champion or {}))
     write_params(root, **evaluate)
     return write_raw(root) if raw else {}
 
 
-def test_the_baseline_is_scored_like_the_rnn_and_deterministic(tmp_path, tiny_prepared):
-    prepared = with_ids(tiny_prepared, tmp_path)
+def fitted(tmp_path: Path, prepared: Path, cfg: LinearParams = LinearParams()):
+    """The linear model fitted on train + val, as the train stage serves it, and the test rows."""
+    tokens = tmp_path / "data" / "tokens.parquet"
     labels = json.loads((prepared / "labels.json").read_text())
-    first = run_baseline(BaselineParams(), tmp_path / "data" / "tokens.parquet", prepared, labels)
-    second = run_baseline(BaselineParams(), tmp_path / "data" / "tokens.parquet", prepared, labels)
-    m = first.metrics
-    assert set(m) == {"test/loss", "test/accuracy", "test/macro_f1", "test/rows", "test/per_class"}
-    assert m["test/rows"] == 64 and 0 <= m["test/accuracy"] <= 1 and 0 <= m["test/macro_f1"] <= 1
-    assert m["test/accuracy"] > 0.9          # the tiny task is separable: w3 is class 1, w4 class 0
-    assert first.proba.shape == (64, 2) and np.allclose(first.proba.sum(1), 1)
-    assert np.array_equal(first.proba, second.proba) and first.metrics == second.metrics
-    y = np.load(prepared / "test.npz")["y"]
-    assert m == scores(y, first.proba, labels)   # the RNN's scores(), on the same test rows
-    # Word n-grams alone, character n-grams alone: each a baseline of its own.
-    for cfg in (BaselineParams(char_ngrams=[]), BaselineParams(word_ngrams=0)):
-        assert run_baseline(cfg, tmp_path / "data" / "tokens.parquet", prepared, labels).metrics["test/accuracy"] > 0.9
+    by_id = read_token_lists(tokens)
+    return (fit_linear(cfg, concat_rows(list(fit_splits(prepared, tokens, by_id))), labels),
+            split_rows(prepared, "test", by_id, tokens), labels)
 
 
-def test_the_baseline_never_learns_from_the_test_rows(tmp_path, tiny_prepared):
+def test_the_linear_model_is_scored_like_the_rnn_and_deterministic(tmp_path, tiny_prepared):
+    prepared = with_ids(tiny_prepared, tmp_path)
+    first, test, labels = fitted(tmp_path, prepared)
+    second, _, _ = fitted(tmp_path, prepared)
+    proba = first.predict_proba(test.tokens)
+    m = scores(test.y, proba, labels)
+    assert m["test/rows"] == 64 and m["test/accuracy"] > 0.9   # the tiny task is separable: w3 is class 1, w4 class 0
+    assert proba.shape == (64, 2) and np.allclose(proba.sum(1), 1)
+    assert np.array_equal(proba, second.predict_proba(test.tokens))
+    # Word n-grams alone, character n-grams alone: each a linear model of its own.
+    for cfg in (LinearParams(char_ngrams=[]), LinearParams(word_ngrams=0)):
+        model, _, _ = fitted(tmp_path, prepared, cfg)
+        assert scores(test.y, model.predict_proba(test.tokens), labels)["test/accuracy"] > 0.9
+
+
+def test_the_served_linear_model_never_learns_from_the_test_rows(tmp_path, tiny_prepared):
     """Every test row carries the other class's label and a token of its own: learnt from, the
     test rows would be scored well (the control below); not learnt from, about none is right."""
     prepared = with_ids(tiny_prepared, tmp_path, invert_test=True)
-    labels = json.loads((prepared / "labels.json").read_text())
-    tokens = tmp_path / "data" / "tokens.parquet"
-    honest = run_baseline(BaselineParams(), tokens, prepared, labels)
-    assert honest.metrics["test/accuracy"] < 0.1
-    test_ids = set(np.load(prepared / "test.npz")["id"])
-    vocabulary = honest.model.named_steps["features"].transformer_list[0][1].vocabulary_
-    assert not any(gram[0].startswith("only") for gram in vocabulary), "a test row's token reached fit"
-    assert len(honest.fit_ids) == 192 + 64 and not test_ids & set(honest.fit_ids)
+    honest, test, labels = fitted(tmp_path, prepared)
+    assert scores(test.y, honest.predict_proba(test.tokens), labels)["test/accuracy"] < 0.1
+    vocabulary = honest.pipeline.named_steps["features"].transformer_list[0][1].vocabulary_
+    assert not any(gram.startswith("only") for gram in vocabulary), "a test row's token reached fit"
 
     # The control: the same test rows copied into val reach fit, and the score jumps.
-    val, test = dict(np.load(prepared / "val.npz")), dict(np.load(prepared / "test.npz"))
-    np.savez(prepared / "val.npz", **{k: np.concatenate([val[k], test[k]]) for k in val})
-    leaked = run_baseline(BaselineParams(), tokens, prepared, labels)
-    assert leaked.metrics["test/accuracy"] > 0.7
+    val, test_arrays = dict(np.load(prepared / "val.npz")), dict(np.load(prepared / "test.npz"))
+    np.savez(prepared / "val.npz", **{k: np.concatenate([val[k], test_arrays[k]]) for k in val})
+    leaked, test, _ = fitted(tmp_path, prepared)
+    assert scores(test.y, leaked.predict_proba(test.tokens), labels)["test/accuracy"] > 0.7
 
 
-def test_baseline_without_features_or_ids_is_one_line(tmp_path, tiny_prepared):
+def test_linear_model_without_features_or_ids_is_one_line(tmp_path, tiny_prepared):
     from pipeline.core.errors import DataError, ParamsError
 
     prepared = with_ids(tiny_prepared, tmp_path)
-    with pytest.raises(ParamsError, match=r"^evaluate.baseline: word_ngrams is 0 and char_ngrams is \[\]"):
-        run_baseline(BaselineParams(word_ngrams=0, char_ngrams=[]), tmp_path / "data" / "tokens.parquet",
-                     prepared, ["0", "1"])
-    by_id = read_token_lists(tmp_path / "data" / "tokens.parquet")
+    with pytest.raises(ParamsError, match=r"^evaluate.linear: word_ngrams is 0 and char_ngrams is \[\]"):
+        fitted(tmp_path, prepared, LinearParams(word_ngrams=0, char_ngrams=[]))
+    tokens = tmp_path / "data" / "tokens.parquet"
+    by_id = read_token_lists(tokens)
     del by_id["test-5"]
     with pytest.raises(DataError, match=r"test.npz: 1 of 64 ids are not in .*tokens.parquet \(first 'test-5'\)"):
-        run_baseline(BaselineParams(), tmp_path / "data" / "tokens.parquet", prepared, ["0", "1"], by_id)
+        split_rows(prepared, "test", by_id, tokens)
     with pytest.raises(DataError, match=r"train.npz: has no id array .*\(dvc repro prepare\)$"):
-        run_baseline(BaselineParams(), tmp_path / "data" / "tokens.parquet", tiny_prepared, ["0", "1"])
+        fit_splits(tiny_prepared, tokens)
 
 
 def test_an_id_on_two_rows_with_different_tokens_is_refused(tmp_path):
@@ -232,52 +238,63 @@ def test_mistakes_are_the_most_confident_wrong_predictions():
                                                                             "probability"]
 
 
-def test_per_class_plot_with_and_without_the_baseline(tmp_path):
+def test_per_class_plot_of_one_or_several_candidates(tmp_path):
     per_class = {"행정": {"precision": 0.8, "recall": 0.9, "f1": 0.85, "support": 110},
                  "복지": {"precision": 0.75, "recall": 0.4, "f1": 0.53, "support": 22}}
-    per_class_png(per_class, tmp_path / "a.png")
-    per_class_png(per_class, tmp_path / "b.png", {k: {**v, "f1": 0.7} for k, v in per_class.items()})
+    per_class_png({"rnn": per_class}, tmp_path / "a.png")
+    per_class_png({"rnn": per_class, "linear": {k: {**v, "f1": 0.7} for k, v in per_class.items()}}, tmp_path / "b.png")
     assert (tmp_path / "a.png").read_bytes()[:8] == PNG and (tmp_path / "b.png").read_bytes()[:8] == PNG
 
 
-def test_evaluate_stage_writes_the_baseline_and_the_mistakes(in_tmp, tiny_bundle, tiny_prepared, capsys):
+def test_evaluate_stage_scores_every_candidate_and_the_served_models_mistakes(in_tmp, tiny_bundle, tiny_prepared,
+                                                                              capsys):
     from pipeline.stages.evaluate import main
 
-    texts = evaluated_project(in_tmp, tiny_bundle, tiny_prepared, mistakes=5)
+    texts = evaluated_project(in_tmp, tiny_bundle, tiny_prepared, champion={"champion": "blend"}, mistakes=5)
     assert main(["--no-track"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     metrics = json.loads((in_tmp / "metrics.json").read_text(encoding="utf-8"))
-    assert BASELINE_KEYS <= set(metrics)
+    choice = json.loads((in_tmp / "models" / "champion.json").read_text(encoding="utf-8"))
+    assert CANDIDATE_KEYS <= set(metrics) and metrics["champion"] == "blend"
     for key in ("loss", "accuracy", "macro_f1"):
-        assert 0 <= metrics[f"baseline/test/{key}"] <= (np.inf if key == "loss" else 1)
-    assert metrics["baseline/test/rows"] == metrics["test/rows"] == 64
-    assert metrics["rnn_minus_baseline/test/accuracy"] == pytest.approx(
-        metrics["test/accuracy"] - metrics["baseline/test/accuracy"])
-    assert (f"test accuracy {metrics['test/accuracy']:.4f} (baseline {metrics['baseline/test/accuracy']:.4f}, "
-            f"{metrics['rnn_minus_baseline/test/accuracy']:+.4f})") in out
+        assert metrics[f"champion/test/{key}"] == metrics[f"blend/test/{key}"]
+        assert 0 <= metrics[f"linear/test/{key}"] <= (np.inf if key == "loss" else 1)
+    assert metrics["linear/test/rows"] == metrics["test/rows"] == 64
+    # The blend's test figures are those of w * rnn + (1 - w) * linear, with the weight chosen on val.
+    w = choice["candidates"]["blend"]["weight"]
+    assert metrics["champion/weight"] == w and 0 < w < 1
+    table = metrics["candidates"]
+    assert list(table) == ["rnn", "linear", "blend"]   # the RNN's figures first
+    assert table["rnn"]["test/accuracy"] == metrics["test/accuracy"]
+    assert table["blend"]["val/accuracy"] == choice["candidates"]["blend"]["val/accuracy"]
+    assert "<- champion" in [line for line in captured.err.splitlines() if line.strip().startswith("blend")][0]
+    assert f"served model blend (w = {w:g}): test accuracy {metrics['blend/test/accuracy']:.4f}" in captured.out
 
-    # The 12 flipped test rows are wrong with confidence: the 5 most confident are listed, with their raw text.
-    table = pd.read_csv(in_tmp / "plots" / "evaluate" / "mistakes.csv", dtype={"id": str})
-    wrong = round((1 - metrics["test/accuracy"]) * 64)
-    assert wrong >= 12 and len(table) == 5 and f"5 most confident of {wrong} wrong predictions" in out
-    assert (table["actual"] != table["predicted"]).all()
-    assert table["probability"].is_monotonic_decreasing and (table["probability"] > 0.5).all()
-    assert table["text"].tolist() == [texts[i] for i in table["id"]]
-    assert "texts from data/raw" in out
+    # The served model's most confident mistakes are listed, with their raw text.
+    mistakes_table = pd.read_csv(in_tmp / "plots" / "evaluate" / "mistakes.csv", dtype={"id": str})
+    wrong = round((1 - metrics["champion/test/accuracy"]) * 64)
+    assert wrong >= 5 and len(mistakes_table) == 5 and f"5 most confident of {wrong} wrong predictions" in captured.out
+    assert (mistakes_table["actual"] != mistakes_table["predicted"]).all()
+    assert mistakes_table["probability"].is_monotonic_decreasing and (mistakes_table["probability"] > 0.5).all()
+    assert mistakes_table["text"].tolist() == [texts[i] for i in mistakes_table["id"]]
+    assert "texts from data/raw" in captured.out
     y = np.load(in_tmp / "data" / "prepared" / "test.npz")["y"]
     ids = list(np.load(in_tmp / "data" / "prepared" / "test.npz")["id"])
-    assert all(str(int(y[ids.index(i)])) == a for i, a in zip(table["id"], table["actual"].astype(str)))
+    assert all(str(int(y[ids.index(i)])) == a for i, a in zip(mistakes_table["id"], mistakes_table["actual"].astype(str)))
     assert (in_tmp / "plots" / "evaluate" / "per_class.png").read_bytes()[:8] == PNG
 
 
-def test_evaluate_stage_without_the_baseline_or_the_raw_data(in_tmp, tiny_bundle, tiny_prepared, capsys):
+def test_evaluate_stage_without_the_linear_model_or_the_raw_data(in_tmp, tiny_bundle, tiny_prepared, capsys):
     from pipeline.stages.evaluate import main
 
-    evaluated_project(in_tmp, tiny_bundle, tiny_prepared, raw=False, baseline={"enabled": False}, mistakes=50)
+    evaluated_project(in_tmp, tiny_bundle, tiny_prepared, raw=False, champion={"linear": {"enabled": False}},
+                      mistakes=50)
     assert main(["--no-track"]) == 0
     out = capsys.readouterr().out
     metrics = json.loads((in_tmp / "metrics.json").read_text(encoding="utf-8"))
-    assert not BASELINE_KEYS & set(metrics) and "baseline" not in out
+    assert metrics["champion"] == "rnn" and list(metrics["candidates"]) == ["rnn"]
+    assert not {k for k in metrics if k.startswith(("linear/", "blend/"))}
+    assert metrics["champion/test/accuracy"] == metrics["test/accuracy"]
     table = pd.read_csv(in_tmp / "plots" / "evaluate" / "mistakes.csv", dtype={"id": str})
     assert 12 <= len(table) <= 50 and (table["actual"] != table["predicted"]).all()
     tokens = read_token_lists(in_tmp / "data" / "tokens.parquet")
@@ -325,7 +342,7 @@ def test_no_track_records_nothing_not_even_on_the_train_run(in_tmp, tiny_bundle,
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
     client = mlflow.MlflowClient(tracking_uri=mlflow_store)
     train_run = client.create_run(client.create_experiment("textclf-table")).info.run_id
-    evaluated_project(in_tmp, tiny_bundle, tiny_prepared, mistakes=5)
+    evaluated_project(in_tmp, tiny_bundle, tiny_prepared, champion={"champion": "blend"}, mistakes=5)
     (in_tmp / "models" / "run.json").write_text(json.dumps({"run_id": train_run}))
 
     assert main(["--no-track"]) == 0
@@ -333,11 +350,11 @@ def test_no_track_records_nothing_not_even_on_the_train_run(in_tmp, tiny_bundle,
     assert "test/accuracy" not in client.get_run(train_run).data.metrics
     assert main([]) == 0
     train_metrics = client.get_run(train_run).data.metrics
-    assert "test/accuracy" in train_metrics and "baseline/test/accuracy" in train_metrics
+    assert "test/accuracy" in train_metrics and "champion/test/accuracy" in train_metrics
     (evaluate_run,) = [r for r in client.search_runs([client.get_experiment_by_name("textclf-table").experiment_id])
                        if r.info.run_id != train_run]
-    assert BASELINE_KEYS <= set(evaluate_run.data.metrics)
-    assert evaluate_run.data.params["evaluate.baseline.c"] == "3.0"
+    assert CANDIDATE_KEYS <= set(evaluate_run.data.metrics)
+    assert evaluate_run.data.params["evaluate.mistakes"] == "5" and evaluate_run.data.tags["champion"] == "blend"
     artifacts = {a.path for a in client.list_artifacts(evaluate_run.info.run_id, "evaluate")}
     assert {"evaluate/mistakes.csv", "evaluate/per_class.png", "evaluate/mistakes.json"} <= artifacts
     table = json.loads(Path(client.download_artifacts(evaluate_run.info.run_id, "evaluate/mistakes.json",

@@ -265,8 +265,8 @@ class TuneParams(_Section):
             "maxlen": {"type": "int", "low": 100, "high": 300, "step": 50}})
 
 
-class BaselineParams(_Section):
-    """The linear baseline every run is scored against: TF-IDF n-grams of the same tokens + LogisticRegression."""
+class LinearParams(_Section):
+    """The linear model, a candidate beside the RNN: TF-IDF n-grams of the same tokens + LogisticRegression."""
     enabled: bool = True
     word_ngrams: int = Field(2, ge=0, le=5)      # word 1..n-grams; 0: none
     char_ngrams: NgramRange = (2, 4)            # character n-gram range over the joined tokens; []: none
@@ -274,10 +274,33 @@ class BaselineParams(_Section):
     max_features: int = Field(500000, ge=0)      # per vectorizer; 0: no limit
 
 
+def _weights(value: Any) -> Any:
+    value = _plain_values(value)
+    if not value or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1 for v in value):
+        raise ValueError("expected a non-empty list of numbers strictly between 0 and 1 (0 is the linear "
+                         "model, 1 the RNN: both are candidates already)")
+    return tuple(sorted(set(float(v) for v in value)))
+
+
 class EvaluateParams(_Section):
+    """Choosing the served model (the train stage reads champion, select_by, folds, blend_weights and
+    linear) and scoring every candidate on the test split (the evaluate stage)."""
+    champion: Literal["auto", "rnn", "linear", "blend"] = "auto"   # auto: the best on validation
+    select_by: Literal["val/accuracy", "val/loss"] = "val/accuracy"
+    folds: int = Field(5, ge=0, le=20)   # 1: the val split; k >= 2: out-of-fold over train+val; 0: as tune.folds
+    blend_weights: Annotated[tuple[float, ...], BeforeValidator(_weights)] = (
+        0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)   # the RNN's weights w tried for w * rnn + (1 - w) * linear
     batch_size: int = Field(256, ge=1, le=65536)
-    baseline: BaselineParams = Field(default_factory=BaselineParams)
+    linear: LinearParams = Field(default_factory=LinearParams)
     mistakes: int = Field(50, ge=0, le=100000)   # the most confident wrong test predictions to list
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "baseline" in data:
+            raise ValueError("evaluate.baseline was renamed evaluate.linear (the linear model is a candidate "
+                             "for serving now); rename the key")
+        return data
 
 
 class Params(_Section):
@@ -470,6 +493,9 @@ def _check_cross_fields(p: Params, source: str) -> None:
             raise ParamsError(f"{source}: tokenize.clean_pattern: not a valid regular expression: {exc}") from None
     _check_space(p.tune.space, source)
     _check_train(p.train, source)
+    if p.evaluate.champion in ("linear", "blend") and not p.evaluate.linear.enabled:
+        raise ParamsError(f"{source}: evaluate.champion: {p.evaluate.champion} needs the linear model, but "
+                          "evaluate.linear.enabled is false (enable it, or choose rnn or auto)")
     if p.prepare.val_size + p.prepare.test_size >= 1:
         raise ParamsError(f"{source}: prepare.val_size + prepare.test_size must be < 1, got "
                           f"{p.prepare.val_size} + {p.prepare.test_size}")

@@ -94,3 +94,27 @@ def learning_curve_png(history: list[dict], target: Path) -> None:
     fig.tight_layout()
     fig.savefig(target, dpi=100)
     plt.close(fig)
+
+
+def blend_png(choice: dict, target: Path) -> None:
+    """The champion's choice as a picture: the selected validation figure for every blend weight,
+    the RNN at w = 1 and the linear model at w = 0, the champion marked (champion.json's record)."""
+    from matplotlib.figure import Figure
+
+    from pipeline.core.atomic import write_png
+
+    metric, candidates = choice["select_by"], choice["candidates"]
+    points = [(0.0, candidates["linear"][metric]), *((g["weight"], g[metric]) for g in choice["grid"]),
+              (1.0, candidates["rnn"][metric])] if "linear" in candidates else [(1.0, candidates["rnn"][metric])]
+    figure = Figure(figsize=(6, 4), dpi=100)
+    axes = figure.subplots()
+    axes.plot([w for w, _ in points], [v for _, v in points], "o-", color="#4c72b0", label="w·RNN + (1−w)·linear")
+    served = {"rnn": 1.0, "linear": 0.0}.get(choice["kind"], choice["weight"])
+    axes.plot([served], [candidates[choice["kind"]][metric]], "*", markersize=16, color="#c44e52",
+              label=f"champion: {choice['kind']}" + (f" (w = {served:g})" if choice["kind"] == "blend" else ""))
+    axes.set(xlabel="w, the RNN's weight (0: linear model, 1: RNN)", ylabel=metric,
+             title=f"{metric} on {choice['selected_on']} ({choice['rows']:,} rows)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    write_png(figure, target)

@@ -39,6 +39,20 @@ def check_classes(y: np.ndarray, names: list[str], parts: int, where: str) -> No
                         "dataset.classes or add rows")
 
 
+def fold_indices(y: np.ndarray, folds: int, seed: int, where: str = "folds") -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rows to fit on, rows held out) of `folds` stratified, seeded folds of labels `y`; a class with
+    fewer rows than folds is one DataError naming `where`."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(y)
+    present = counts[counts > 0]
+    if len(present) and present.min() < folds:
+        label = int(np.flatnonzero(counts == present.min())[0])
+        raise DataError(f"{where}: {folds} stratified folds need at least {folds} rows of every class in train + "
+                        f"val; class id {label} has {int(present.min())}: lower {where}")
+    return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(y, y))
+
+
 def split_indices(y: np.ndarray, official: np.ndarray | None, cfg: PrepareParams,
                   names: list[str]) -> dict[str, np.ndarray]:
     """Row indices per split, stratified by label and seeded."""

@@ -72,7 +72,8 @@ def find_outcomes(names: Sequence[str]) -> dict[str, Outcome]:
         epoch = metrics.get("best/epoch")
         found[name] = Outcome(run.info.run_id, metrics.get("best/val_accuracy"), metrics.get("test/accuracy"),
                               None if epoch is None else int(epoch), dict(run.data.params),
-                              run.data.tags.get("git.commit", "")[:7], metrics.get("baseline/test/accuracy"))
+                              run.data.tags.get("git.commit", "")[:7],
+                              metrics.get("linear/test/accuracy", metrics.get("baseline/test/accuracy")))
     return found
 
 

@@ -48,7 +48,10 @@ def roc_points(y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return fpr, tpr, float(auc(fpr, tpr))
 
 
-def write_plots(y: np.ndarray, proba: np.ndarray, labels: list[str], folder: Path) -> float:
+def write_plots(y: np.ndarray, proba: np.ndarray, labels: list[str], folder: Path, title: str = "test",
+                curves: Mapping[str, np.ndarray] | None = None) -> float:
+    """confusion.csv / roc.csv (DVC plots) and confusion.png of the served model's `proba`; roc.png with
+    one curve per entry of `curves` (every candidate), else the served model's alone. Its ROC AUC."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -72,11 +75,13 @@ def write_plots(y: np.ndarray, proba: np.ndarray, labels: list[str], folder: Pat
         ax.text(j, i, str(v), ha="center", va="center", color="white" if v > matrix.max() / 2 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
-    ax.set_title("confusion matrix (test)")
+    ax.set_title(f"confusion matrix ({title})")
     fig.tight_layout()
     write_png(fig, folder / "confusion.png", dpi=100)
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(fpr, tpr, label=f"AUC {area:.3f}")
+    for name, p in (curves or {title: proba}).items():
+        a, b, under = roc_points(y, p)
+        ax.plot(a, b, label=f"{name}: AUC {under:.3f}")
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
@@ -151,31 +156,28 @@ def write_mistakes(table: pd.DataFrame, target: Path) -> None:
         table.to_csv(tmp, index=False, encoding="utf-8")
 
 
-def per_class_png(per_class: Mapping[str, Mapping[str, float]], target: Path,
-                  baseline: Mapping[str, Mapping[str, float]] | None = None) -> None:
-    """Precision, recall and F1 per class as grouped bars (and the baseline's F1 beside them when given)."""
+def per_class_png(per_class: Mapping[str, Mapping[str, Mapping[str, float]]], target: Path) -> None:
+    """F1 per class of each model (`per_class`: model name -> scores()'s test/per_class), grouped bars."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = list(per_class)
-    series = {name: [per_class[c][m] for c in labels] for m, name in (("precision", "precision"),
-                                                                        ("recall", "recall"), ("f1", "F1"))}
-    if baseline:
-        series["baseline F1"] = [baseline.get(c, {}).get("f1", 0.0) for c in labels]
+    first = next(iter(per_class.values()))
+    labels = list(first)
     plt.rcParams["font.family"] = hangul_font() or plt.rcParams["font.family"]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(series) * len(labels) + 2), 4.5))
-    width = 0.8 / len(series)
-    colours = ("#4c72b0", "#55a868", "#c44e52", "#999999")
-    for k, (name, values) in enumerate(series.items()):
-        ax.bar(np.arange(len(labels)) + (k - (len(series) - 1) / 2) * width, values, width, label=name,
-               color=colours[k])
-    support = [int(per_class[c].get("support", 0)) for c in labels]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(per_class) * len(labels) + 2), 4.5))
+    width = 0.8 / len(per_class)
+    colours = ("#4c72b0", "#999999", "#55a868", "#c44e52")
+    for k, (name, scores_) in enumerate(per_class.items()):
+        ax.bar(np.arange(len(labels)) + (k - (len(per_class) - 1) / 2) * width,
+               [scores_.get(c, {}).get("f1", 0.0) for c in labels], width, label=f"{name} F1",
+               color=colours[k % len(colours)])
+    support = [int(first[c].get("support", 0)) for c in labels]
     ax.set_xticks(range(len(labels)), [f"{c}\n({n})" for c, n in zip(labels, support)],
                   rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center")
     ax.set_ylim(0, 1.15)
-    ax.set_ylabel("score")
-    ax.set_title("precision, recall, F1 per class (test; support in brackets)")
-    ax.legend(loc="upper center", ncol=len(series), fontsize=8, frameon=False)
+    ax.set_ylabel("F1")
+    ax.set_title("F1 per class of each candidate (test; support in brackets)")
+    ax.legend(loc="upper center", ncol=len(per_class), fontsize=8, frameon=False)
     fig.tight_layout()
     write_png(fig, target, dpi=100)

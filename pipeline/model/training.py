@@ -83,6 +83,18 @@ class FitResult:
     refit_epochs: list[int] = field(default_factory=list)   # train.refit: each member's epochs on train + val
     ensemble_val: dict | None = None    # an ensemble's own val/loss and val/accuracy
     language_model: list[dict] = field(default_factory=list)   # train.model.pretrain lm: its epochs (loss, tokens)
+    # The model the validation figures are of, when train.refit replaced it by one trained on val too.
+    first_fit: object | None = None
+
+    @property
+    def validated(self):
+        """The model whose validation figures are honest: the first fits' (never trained on val)."""
+        return self.first_fit if self.first_fit is not None else self.model
+
+    @property
+    def kept_epochs(self) -> list[int]:
+        """The epoch each fit kept (one per ensemble member)."""
+        return [m.best_epoch for m in self.members] if self.members else [self.best_epoch]
 
     @property
     def best(self) -> dict:
@@ -354,7 +366,7 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
         epoch_var.assign(epoch + 1)
         backup.save(result.history, best_weights if improved else None, result.language_model)
         if keep_last:
-            print(f"refit epoch {epoch + 1}/{last}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f}",
+            print(f"epoch {epoch + 1}/{last} (a fixed count, the last kept): loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f}",
                   file=sys.stderr)
         else:
             print(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f} "
@@ -431,6 +443,7 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
         started = time.perf_counter()
         result = fit(data, cfg, strategy, backup_dir, on_epoch_end, progress)
         if cfg.refit:
+            result.first_fit = result.model
             result.model = refit(data, cfg, strategy, result.best_epoch,
                                  backup_dir / "refit" if backup_dir else None, progress)
             result.refit_epochs = [result.best_epoch]
@@ -463,7 +476,9 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
     val = make_dataset(data.val, 256, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length, padding=data.padding,
                        shuffle=False)
     loss, correct, rows = _sums(_eval_step(model, per_example, val.element_spec), val)
+    first_fit = None
     if refits:   # val has been trained on: its figures stay the first fits' ensemble's
+        first_fit = model
         with strategy.scope():
             model = average_members(refits)
     return FitResult(model=model, history=[{**row, "member": i} for i, m in enumerate(members) for row in m.history],
@@ -471,4 +486,4 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
                      seconds=time.perf_counter() - started, members=members,
                      ensemble_val={"val/loss": float(loss / rows), "val/accuracy": float(correct / rows)},
                      refit_epochs=[m.best_epoch for m in members] if refits else [],
-                     language_model=members[0].language_model)
+                     language_model=members[0].language_model, first_fit=first_fit)

@@ -6,8 +6,15 @@
   params.json      the train params (train.maxlen) and the prepared data's (maxlen, padding, truncating)
   preprocess.json  the tokenize params (normaliser, analyzer, POS filters) and the resolved stopwords;
                    with prepare.subword, the sentencepiece model that cut the tokens into pieces
+  linear.skops     the linear model (TF-IDF n-grams + logistic regression, pipeline/model/linear.py),
+  linear.json      with the versions that wrote it
+  champion.json    which of them serves (rnn, linear, or their blend and its weight), chosen on
+                   validation by the train stage (pipeline/model/champion.py); absent: the RNN
 The train stage writes it (`save_bundle`); serving reads it (`load_encoder`): the text goes through
-tokenize_texts, Subword.pieces and encode_pad, the functions the tokenize and prepare stages ran.
+tokenize_texts, Subword.pieces and encode_pad, the functions the tokenize and prepare stages ran;
+the linear model reads the tokens before Subword.pieces, as it read data/tokens.parquet.
+models/ holds every candidate's parts, so the evaluate stage can score each; a bundle logged to
+MLflow holds only what its kind serves with (`kind_files`).
 """
 from __future__ import annotations
 
@@ -26,10 +33,41 @@ from pipeline.core.config import ParamsError, TokenizeParams, TrainParams, parse
 from pipeline.core.errors import StageError
 from pipeline.data.sequences import encode_pad
 from pipeline.data.subword import SUBWORD_KEY, Subword
+from pipeline.model.linear import LINEAR_FILE, LINEAR_INFO
 from pipeline.text.analyzers import shared
 from pipeline.text.tokenizer import MemoryCache, analyzer_spec, tokenize_texts
 
-BUNDLE_FILES = ("model.keras", "vocab.json", "labels.json", "params.json", "preprocess.json")
+BUNDLE_FILES = ("model.keras", "vocab.json", "labels.json", "params.json", "preprocess.json")   # the RNN's
+COMMON_FILES = ("labels.json", "preprocess.json")
+CHAMPION_FILE = "champion.json"
+KIND_FILES = {"rnn": BUNDLE_FILES, "linear": (*COMMON_FILES, LINEAR_FILE, LINEAR_INFO),
+              "blend": (*BUNDLE_FILES, LINEAR_FILE, LINEAR_INFO)}
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a bundle serves: its kind and the RNN's weight in the probabilities (1 rnn, 0 linear)."""
+    kind: str = "rnn"
+    weight: float = 1.0
+
+
+def served(folder: Path) -> Served:
+    """champion.json's kind and weight; a bundle without it (written before the champion) is the RNN."""
+    if not (folder / CHAMPION_FILE).is_file():
+        return Served()
+    record = _read_json(folder, CHAMPION_FILE)
+    kind = record.get("kind") if isinstance(record, dict) else None
+    weight = record.get("weight") if isinstance(record, dict) else None
+    if kind not in KIND_FILES or isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+            or not 0 <= weight <= 1 or (kind != "blend" and weight != (kind == "rnn")):
+        raise StageError(f"{folder / CHAMPION_FILE}: kind {kind!r} with weight {weight!r} is not a champion "
+                         f"(rnn with 1, linear with 0, or blend with 0 < weight < 1); {rebuild_hint(folder)}")
+    return Served(kind, float(weight))
+
+
+def kind_files(kind: str) -> tuple[str, ...]:
+    """The files a bundle of this kind serves with, champion.json included."""
+    return (*KIND_FILES[kind], CHAMPION_FILE)
 
 
 def as_text(value: Any) -> str:
@@ -52,16 +90,26 @@ class Encoder:
     memory: MemoryCache = dataclasses.field(default_factory=MemoryCache, compare=False)
     subword: Subword | None = None   # prepare.subword's model: tokens -> the pieces the vocabulary holds
 
-    def tokens(self, texts: Sequence[Any]) -> list[list[str]]:
-        """The units the vocabulary holds: the analyzer's tokens, or their subword pieces."""
+    def analyze(self, texts: Sequence[Any]) -> list[list[str]]:
+        """The analyzer's tokens after the filters, as data/tokens.parquet holds them (the linear model's input)."""
         found, _ = tokenize_texts([as_text(t) for t in texts], self.tokenize, None, self.stopwords,
                                   progress=False, memory=self.memory)
-        found = [t or [] for t in found]
-        return found if self.subword is None else self.subword.pieces(found)
+        return [t or [] for t in found]
+
+    def tokens(self, texts: Sequence[Any]) -> list[list[str]]:
+        """The units the vocabulary holds: the analyzer's tokens, or their subword pieces."""
+        return self.units(self.analyze(texts))
+
+    def units(self, tokens: list[list[str]]) -> list[list[str]]:
+        return tokens if self.subword is None else self.subword.pieces(tokens)
 
     def encode(self, texts: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         """Ids [n, maxlen] and token counts (0: nothing left of the text)."""
-        x, kept, _, _ = encode_pad(self.tokens(texts), self.vocab, self.maxlen, self.padding, self.truncating)
+        return self.encode_tokens(self.analyze(texts))
+
+    def encode_tokens(self, tokens: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """encode() of texts already analyzed."""
+        x, kept, _, _ = encode_pad(self.units(tokens), self.vocab, self.maxlen, self.padding, self.truncating)
         return x, kept
 
     def warm_up(self) -> None:
@@ -86,27 +134,32 @@ def _read_json(folder: Path, name: str) -> Any:
                          f"{rebuild_hint(folder)}") from None
 
 
-def check_bundle(folder: Path) -> None:
-    """A folder with every bundle file (model.keras is checked as it is loaded: load_model_file)."""
+def check_bundle(folder: Path, kind: str = "rnn") -> None:
+    """A folder with every file its kind serves with (model.keras and linear.skops are checked as they
+    are loaded: load_model_file, load_linear)."""
     if folder.is_file():
         raise StageError(f"{folder}: a file, not a model folder (a bundle is the folder the train stage "
                          "writes, models/)")
     if not folder.is_dir():
         raise StageError(f"{folder}: no such model folder")
-    missing = [name for name in BUNDLE_FILES if not (folder / name).is_file()]
+    missing = [name for name in KIND_FILES[kind] if not (folder / name).is_file()]
     if missing:
         raise StageError(f"{folder}: not a model bundle, {', '.join(missing)} missing (a bundle is what "
                          "the train stage writes to models/)")
 
 
-def load_encoder(folder: Path) -> Encoder:
+def load_encoder(folder: Path, ids: bool = True) -> Encoder:
+    """The bundle's preprocessing. `ids=False`: only the tokens (a linear model's bundle has no
+    vocabulary; `encode` is then not for use)."""
     spec = _read_json(folder, "preprocess.json")
-    params = _read_json(folder, "params.json")
+    params = _read_json(folder, "params.json") if ids else {}
     try:
         cfg = parse_params({"tokenize": spec["tokenize"]}, str(folder / "preprocess.json")).tokenize
-        prep = params["prepared"]["prepare"]
-        maxlen = int(params.get("train", {}).get("maxlen") or 0) or int(prep["maxlen"])
-        padding, truncating = prep["padding"], prep.get("truncating", "pre")
+        maxlen, padding, truncating = 0, "post", "pre"
+        if ids:
+            prep = params["prepared"]["prepare"]
+            maxlen = int(params.get("train", {}).get("maxlen") or 0) or int(prep["maxlen"])
+            padding, truncating = prep["padding"], prep.get("truncating", "pre")
     except (KeyError, TypeError) as exc:
         raise StageError(f"{folder}: params.json / preprocess.json lack {exc}; train the model again") from None
     except ParamsError as exc:
@@ -124,8 +177,9 @@ def load_encoder(folder: Path) -> Encoder:
     subword = None
     if spec.get(SUBWORD_KEY) is not None:
         subword = Subword.from_spec(spec[SUBWORD_KEY], f"{folder / 'preprocess.json'}")
-    return Encoder(cfg, frozenset(spec.get("stopwords", ())), _read_json(folder, "vocab.json"), maxlen,
-                   padding, truncating, subword=subword)
+    vocab = _read_json(folder, "vocab.json") if ids else {}
+    return Encoder(cfg, frozenset(spec.get("stopwords", ())), vocab, maxlen, padding, truncating, subword=subword)
+
 
 def save_bundle(folder: Path, model, prepared_dir: Path, cfg: TrainParams) -> None:
     """What pipeline/predictor.py needs to label raw text: the model and how its input was made."""

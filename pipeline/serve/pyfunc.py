@@ -37,7 +37,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from pipeline.serve.bundle import BUNDLE_FILES
+from pipeline.model.champion import RNN_WEIGHT
+from pipeline.serve.bundle import CHAMPION_FILE, kind_files, served
 from pipeline.serve.predictor import EMPTY, PREDICTED, Classifier, proba_column
 
 TEXT_COLUMN = "text"
@@ -48,6 +49,7 @@ REQUIREMENTS = ("mlflow", "keras", "tensorflow", "tensorflow-cpu", "konlpy", "JP
 # The subpackages serving imports (a test checks it against the import graph); nothing above them.
 SERVING_CODE = ("core", "data", "text", "model", "serve")
 ANALYZER_REQUIREMENTS = {"mecab": ("python-mecab-ko", "python-mecab-ko-dic")}
+LINEAR_REQUIREMENTS = ("scikit-learn", "scipy", "skops")   # linear.skops: the linear model and its loader
 
 
 def input_texts(model_input: Any) -> list[str]:
@@ -149,9 +151,10 @@ def signature(labels: Sequence[str]):
     return ModelSignature(inputs=None, outputs=Schema(outputs))
 
 
-def requirements(analyzer: str) -> list[str]:
+def requirements(analyzer: str, kind: str = "rnn") -> list[str]:
     found = []
-    for name in (*REQUIREMENTS, *ANALYZER_REQUIREMENTS.get(analyzer, ())):
+    linear = LINEAR_REQUIREMENTS if kind != "rnn" else ()
+    for name in (*REQUIREMENTS, *ANALYZER_REQUIREMENTS.get(analyzer, ()), *linear):
         try:
             found.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
@@ -160,27 +163,36 @@ def requirements(analyzer: str) -> list[str]:
 
 
 def log_model(bundle: Path, labels: Sequence[str], examples: Sequence[str], analyzer: str,
-              registered_model_name: str | None):
-    """Log (and register) the bundle as a pyfunc model under the active run; MLflow's ModelInfo."""
-    with _packaged(bundle, labels, examples, analyzer) as kwargs:
-        return mlflow.pyfunc.log_model(name="model", registered_model_name=registered_model_name, **kwargs)
+              registered_model_name: str | None, kind: str | None = None, name: str = "model"):
+    """Log (and register) the bundle as a pyfunc model under the active run; MLflow's ModelInfo.
+
+    `kind` (rnn | linear | blend) serves that candidate of models/ instead of its champion."""
+    with _packaged(bundle, labels, examples, analyzer, kind) as kwargs:
+        return mlflow.pyfunc.log_model(name=name, registered_model_name=registered_model_name, **kwargs)
 
 
-def save_model(bundle: Path, path: Path, labels: Sequence[str], examples: Sequence[str], analyzer: str) -> None:
+def save_model(bundle: Path, path: Path, labels: Sequence[str], examples: Sequence[str], analyzer: str,
+               kind: str | None = None) -> None:
     """The same model as a local MLflow model folder, outside any run."""
-    with _packaged(bundle, labels, examples, analyzer) as kwargs:
+    with _packaged(bundle, labels, examples, analyzer, kind) as kwargs:
         mlflow.pyfunc.save_model(str(path), **kwargs)
 
 
 @contextmanager
-def _packaged(bundle: Path, labels: Sequence[str], examples: Sequence[str], analyzer: str) -> Iterator[dict]:
+def _packaged(bundle: Path, labels: Sequence[str], examples: Sequence[str], analyzer: str,
+              kind: str | None = None) -> Iterator[dict]:
     """log_model / save_model arguments over a staging copy of the bundle and of the code."""
+    champion = served(bundle)
+    kind = kind or champion.kind
     with tempfile.TemporaryDirectory() as staging:
-        # Only the bundle's files (hard links where possible), and the package without caches.
+        # Only the files the kind serves with (hard links where possible), and the package without caches.
         files = Path(staging) / ARTIFACT
         files.mkdir()
-        for name in BUNDLE_FILES:
-            _link_or_copy(bundle / name, files / name)
+        for name in kind_files(kind):
+            if name == CHAMPION_FILE:
+                _champion_file(bundle, files / name, kind, champion)
+            else:
+                _link_or_copy(bundle / name, files / name)
         code = Path(staging) / "pipeline"
         package = Path(__file__).resolve().parents[1]   # pipeline/
         code.mkdir()
@@ -190,7 +202,24 @@ def _packaged(bundle: Path, labels: Sequence[str], examples: Sequence[str], anal
         yield {"python_model": TextClassifierModel(), "artifacts": {ARTIFACT: str(files)},
                "code_paths": [str(code)], "signature": signature(labels),
                "input_example": pd.DataFrame({TEXT_COLUMN: list(examples)}) if examples else None,
-               "pip_requirements": requirements(analyzer)}
+               "pip_requirements": requirements(analyzer, kind)}
+
+
+def _champion_file(bundle: Path, target: Path, kind: str, champion) -> None:
+    """champion.json as the kind serves: the bundle's own for its champion; for another candidate (the
+    challenger) the same record with that kind and its weight."""
+    import json
+
+    if kind == champion.kind:
+        if (bundle / CHAMPION_FILE).is_file():
+            _link_or_copy(bundle / CHAMPION_FILE, target)
+        else:   # a bundle from before the champion: the RNN
+            target.write_text(json.dumps({"kind": "rnn", "weight": 1.0}) + "\n", encoding="utf-8")
+        return
+    record = json.loads((bundle / CHAMPION_FILE).read_text(encoding="utf-8"))
+    weight = record["candidates"]["blend"]["weight"] if kind == "blend" else RNN_WEIGHT[kind]
+    target.write_text(json.dumps({**record, "kind": kind, "weight": weight}, ensure_ascii=False, indent=2) + "\n",
+                      encoding="utf-8")
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

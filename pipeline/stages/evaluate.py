@@ -1,12 +1,13 @@
-"""evaluate stage: the trained model on the test split, beside a linear baseline.
+"""evaluate stage: every candidate the train stage made, on the test split, and which one serves.
 
-Writes metrics.json (test/loss, test/accuracy, test/macro_f1, test/roc_auc, and precision, recall,
-F1 and support per class; the baseline's baseline/test/* and the differences
-rnn_minus_baseline/test/*), scores.json (the DVC metrics: the few of these that compare models),
-plots/evaluate/confusion.csv and roc.csv (DVC plots; ROC one-vs-rest, micro-averaged when there
-are more than two classes) with PNGs beside them, per_class.png, and mistakes.csv: the most
-confident wrong predictions with their text. The baseline (TF-IDF n-grams of the same tokens +
-LogisticRegression, fitted on train + val) is evaluate.baseline. Everything is logged to this
+The train stage chose the champion on validation (models/champion.json: the RNN, the linear model or
+their blend w * rnn + (1 - w) * linear); this stage reads the test split for the first time and
+scores each candidate on it, beside its validation figures. The RNN's own figures come first and
+keep their plain names: test/loss, test/accuracy, test/macro_f1, test/roc_auc and per class. The
+others are prefixed: linear/test/*, blend/test/*, and champion/test/* (the served model's).
+metrics.json holds them all and a `candidates` table; scores.json (the DVC metrics) the few that
+compare models. plots/evaluate/: confusion.csv, roc.csv (DVC plots) and mistakes.csv of the served
+model, confusion.png and roc.png (one curve per candidate), per_class.png. Everything goes to this
 stage's MLflow run, and the test metrics to the train run too (models/run.json links them).
 """
 from __future__ import annotations
@@ -21,61 +22,92 @@ from pipeline.core import paths  # noqa: E402
 from pipeline.core.atomic import write_json  # noqa: E402
 from pipeline.core.cli import run_stage, stage_parser  # noqa: E402
 from pipeline.core.config import Params  # noqa: E402
-from pipeline.model.baseline import read_token_lists, run_baseline, split_rows  # noqa: E402
+from pipeline.core.errors import StageError  # noqa: E402
+from pipeline.model.champion import blend  # noqa: E402
 from pipeline.model.evaluation import (  # noqa: E402
     MISTAKE_COLUMNS,
     evaluate,
     mistakes,
     per_class_png,
     raw_texts,
+    roc_points,
+    scores,
     write_mistakes,
     write_plots,
 )
+from pipeline.model.linear import load_linear, read_token_lists, split_rows  # noqa: E402
 
 # dataset.*: the raw texts of the mistakes are read as the tokenize stage read them.
 READS = ("dataset.name", "dataset.table.format", "dataset.table.text_columns", "dataset.table.label_column",
-         "dataset.table.id_column", "dataset.table.encoding", "evaluate")
+         "dataset.table.id_column", "dataset.table.encoding", "evaluate.batch_size", "evaluate.mistakes")
 PLOTS = ("confusion.csv", "roc.csv", "confusion.png", "roc.png")
-COMPARED = ("accuracy", "macro_f1")
-SCORED = ("test/accuracy", "test/macro_f1", "test/loss", "baseline/test/accuracy")   # scores.json
+FIGURES = ("accuracy", "macro_f1", "loss")
+# scores.json (the DVC metrics): the RNN's own first, then each candidate's test accuracy and the served model's.
+SCORED = ("test/accuracy", "test/macro_f1", "test/loss", "linear/test/accuracy", "blend/test/accuracy",
+          "champion/test/accuracy", "champion/val/accuracy")
+
+
+def _prefixed(kind: str, metrics: dict) -> dict:
+    """A candidate's scores() under its prefix; the RNN's keep their plain names."""
+    return metrics if kind == "rnn" else {f"{kind}/{k}": v for k, v in metrics.items()}
 
 
 def _body(params: Params, args) -> None:
+    import numpy as np
     import pandas as pd
 
     from pipeline.core import tracking
 
     cfg = params.evaluate
     # Everything is computed before anything is written: a failure leaves every output as it was.
-    result, y, proba, labels = evaluate(paths.MODELS_DIR, paths.PREPARED_DIR, cfg.batch_size)
-    baseline, wrong, texts_from = None, pd.DataFrame(columns=MISTAKE_COLUMNS), ""
-    if cfg.baseline.enabled or cfg.mistakes:
-        tokens = read_token_lists(paths.TOKENS)
-        test = split_rows(paths.PREPARED_DIR, "test", tokens, paths.TOKENS)
-        if cfg.baseline.enabled:
-            baseline = run_baseline(cfg.baseline, paths.TOKENS, paths.PREPARED_DIR, labels, tokens)
-        wrong = mistakes(test.ids, y, proba, labels, {}, cfg.mistakes)
-        if len(wrong):
-            texts, from_raw = raw_texts(wrong["id"].to_numpy(), paths.RAW_DIR, params.dataset, tokens)
-            wrong["text"] = wrong["id"].map(texts)
-            texts_from = f"texts from {paths.RAW_DIR}" if from_raw else f"{paths.RAW_DIR} absent: tokens as texts"
-    versus = {}
-    if baseline is not None:
-        versus = {f"baseline/test/{k}": baseline.metrics[f"test/{k}"] for k in ("loss", "accuracy", "macro_f1", "rows")}
-        versus.update({f"rnn_minus_baseline/test/{k}": result[f"test/{k}"] - baseline.metrics[f"test/{k}"]
-                       for k in COMPARED})
+    result, y, rnn, labels = evaluate(paths.MODELS_DIR, paths.PREPARED_DIR, cfg.batch_size)
+    choice_file = paths.MODELS_DIR / "champion.json"
+    if not choice_file.is_file():
+        raise StageError(f"{choice_file}: missing (models/ was trained before the champion existed); run the "
+                         "train stage again (dvc repro train)")
+    choice = json.loads(choice_file.read_text(encoding="utf-8"))
+    tokens = read_token_lists(paths.TOKENS)
+    test = split_rows(paths.PREPARED_DIR, "test", tokens, paths.TOKENS)
+    proba = {"rnn": rnn}
+    if "linear" in choice["candidates"]:
+        proba["linear"] = load_linear(paths.MODELS_DIR, "rebuild it with `dvc repro train`").predict_proba(test.tokens)
+        proba["blend"] = blend(rnn, proba["linear"], choice["candidates"]["blend"]["weight"])
+    kind = choice["kind"]
+    proba["champion"] = proba[kind]
+    tested = {k: scores(y, p, labels) for k, p in proba.items()}
+    auc = {k: roc_points(y, p)[2] for k, p in proba.items()}
+    table = {k: {**{key: choice["candidates"][k][key] for key in ("val/accuracy", "val/loss")},
+                 **{f"test/{f}": tested[k][f"test/{f}"] for f in FIGURES}, "test/roc_auc": auc[k],
+                 **({"weight": choice["candidates"][k]["weight"]} if k == "blend" else {})}
+             for k in choice["candidates"]}
 
-    result = {**result, "test/roc_auc": write_plots(y, proba, labels, paths.EVALUATE_PLOTS_DIR), **versus}
-    per_class_png(result["test/per_class"], paths.PER_CLASS_PNG,
-                  baseline.metrics["test/per_class"] if baseline is not None else None)
-    write_mistakes(wrong, paths.MISTAKES_CSV)
-    write_json(paths.METRICS, result)
-    write_json(paths.SCORES, {k: result[k] for k in SCORED if k in result})
+    wrong = mistakes(test.ids, y, proba[kind], labels, {}, cfg.mistakes)
+    texts_from = ""
+    if len(wrong):
+        texts, from_raw = raw_texts(wrong["id"].to_numpy(), paths.RAW_DIR, params.dataset, tokens)
+        wrong["text"] = wrong["id"].map(texts)
+        texts_from = f"texts from {paths.RAW_DIR}" if from_raw else f"{paths.RAW_DIR} absent: tokens as texts"
+    metrics = {**result, "test/roc_auc": auc["rnn"]}
+    for k in proba:
+        if k != "rnn":
+            metrics.update(_prefixed(k, tested[k]))
+            metrics[f"{k}/test/roc_auc"] = auc[k]
+    metrics.update({"champion": kind, "champion/val/accuracy": choice["candidates"][kind]["val/accuracy"],
+                    "champion/val/loss": choice["candidates"][kind]["val/loss"],
+                    "champion/weight": choice["weight"], "selected_on": choice["selected_on"],
+                    "select_by": choice["select_by"], "candidates": table})
+    write_plots(y, proba[kind], labels, paths.EVALUATE_PLOTS_DIR, f"{_name(choice)}, test",
+                {k: p for k, p in proba.items() if k != "champion"})
+    per_class_png({k: tested[k]["test/per_class"] for k in proba if k != "champion"}, paths.PER_CLASS_PNG)
+    write_mistakes(wrong if len(wrong) else pd.DataFrame(columns=MISTAKE_COLUMNS), paths.MISTAKES_CSV)
+    write_json(paths.METRICS, metrics)
+    write_json(paths.SCORES, {k: metrics[k] for k in SCORED if k in metrics})
     if tracking.is_tracking():   # not with --no-track: that records nothing, the train run included
         import mlflow
 
-        flat = {k: v for k, v in result.items() if isinstance(v, (int, float))}
+        flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         mlflow.log_metrics(flat)
+        mlflow.set_tags({"champion": kind, "champion.selected_on": choice["selected_on"]})
         plots = (*PLOTS, paths.PER_CLASS_PNG.name, paths.MISTAKES_CSV.name)
         tracking.log_files([paths.METRICS, *(paths.EVALUATE_PLOTS_DIR / n for n in plots)], "evaluate")
         if len(wrong):
@@ -88,18 +120,27 @@ def _body(params: Params, args) -> None:
             client = mlflow.MlflowClient()
             for key, value in flat.items():
                 client.log_metric(train_run_id, key, value)
-    print(f"evaluate: test accuracy {_versus(result, 'accuracy')}, macro-F1 {_versus(result, 'macro_f1')}, "
-          f"ROC AUC {result['test/roc_auc']:.4f} on {result['test/rows']:,} rows -> {paths.METRICS}")
-    print(f"evaluate: {len(wrong):,} most confident of {int((proba.argmax(1) != y).sum()):,} wrong predictions"
+    print(candidate_table(table, kind, choice), file=sys.stderr)
+    served = int((proba[kind].argmax(1) != np.asarray(y)).sum())
+    print(f"evaluate: served model {_name(choice)}: test accuracy {metrics['champion/test/accuracy']:.4f}, "
+          f"macro-F1 {metrics['champion/test/macro_f1']:.4f} on {len(y):,} rows -> {paths.METRICS}")
+    print(f"evaluate: {len(wrong):,} most confident of {served:,} wrong predictions of the served model"
           f"{f' ({texts_from})' if texts_from else ''} -> {paths.MISTAKES_CSV}")
 
 
-def _versus(result: dict, key: str) -> str:
-    """Like "0.8224 (baseline 0.8551, -0.0327)"; the figure alone without a baseline."""
-    ours = f"{result[f'test/{key}']:.4f}"
-    if f"baseline/test/{key}" not in result:
-        return ours
-    return f"{ours} (baseline {result[f'baseline/test/{key}']:.4f}, {result[f'rnn_minus_baseline/test/{key}']:+.4f})"
+def _name(choice: dict) -> str:
+    return f"blend (w = {choice['weight']:g})" if choice["kind"] == "blend" else choice["kind"]
+
+
+def candidate_table(table: dict, kind: str, choice: dict) -> str:
+    """Every candidate's validation and test figures side by side, the served one marked."""
+    lines = [f"evaluate: candidates (val: {choice['select_by']} on {choice['selected_on']}; test: this stage)",
+             f"  {'candidate':<16}{'val acc':>9}{'val loss':>10}{'test acc':>10}{'macro-F1':>10}{'test loss':>11}"]
+    for k, row in table.items():
+        name = f"blend w={row['weight']:g}" if k == "blend" else k
+        lines.append(f"  {name:<16}{row['val/accuracy']:9.4f}{row['val/loss']:10.4f}{row['test/accuracy']:10.4f}"
+                     f"{row['test/macro_f1']:10.4f}{row['test/loss']:11.4f}" + ("   <- champion" if k == kind else ""))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

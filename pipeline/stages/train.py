@@ -6,9 +6,17 @@ Keras optimizer. (Keras 3 `model.fit` fails under MultiWorkerMirroredStrategy: k
 Each epoch is a fixed number of steps over a dataset shuffled with seed + epoch, so every worker
 takes the same steps and an interrupted run resumes exactly where its last epoch ended.
 
+Then it chooses the served model on validation, never on test (pipeline/model/champion.py): the
+RNN, the linear model (TF-IDF n-grams + logistic regression, on data/tokens.parquet) or their blend
+w * rnn + (1 - w) * linear, by evaluate.select_by, on the validation split or (evaluate.folds >= 2)
+on out-of-fold predictions over train + val.
+
 Writes models/: model.keras (best validation loss), vocab.json, labels.json, params.json,
-preprocess.json (the bundle `python -m pipeline.predict` loads), history.json, learning_curve.png,
-run.json (the MLflow run, and the registered pyfunc model `textclf-<dataset>` that takes raw text).
+preprocess.json (the RNN's bundle), linear.skops + linear.json (the linear model, fitted on
+train + val), champion.json (which serves, every candidate's validation figures), champion.png,
+history.json, learning_curve.png, run.json (the MLflow run, and the registered pyfunc model
+`textclf-<dataset>` that takes raw text: the champion, alias `champion`, and the runner-up, alias
+`challenger`). `python -m pipeline.predict` serves the champion from models/.
 """
 from __future__ import annotations
 
@@ -23,48 +31,73 @@ from typing import Callable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TF's C++ start-up chatter
 
 from pipeline.core import paths, workers  # noqa: E402
-from pipeline.core.atomic import atomic_dir  # noqa: E402
+from pipeline.core.atomic import atomic_dir, write_json  # noqa: E402
 from pipeline.core.cli import run_stage, stage_parser  # noqa: E402
 from pipeline.core.config import Params  # noqa: E402
 from pipeline.core.errors import StageError  # noqa: E402
-from pipeline.core.plotting import learning_curve_png  # noqa: E402
+from pipeline.core.plotting import blend_png, learning_curve_png  # noqa: E402
 from pipeline.data.prepared import Prepared, load_prepared  # noqa: E402
+from pipeline.model.champion import Choice, kept_epochs, resolve_folds, rnn_out_of_fold, select  # noqa: E402
+from pipeline.model.linear import LinearModel, save_linear  # noqa: E402
 from pipeline.model.strategies import is_chief, make_strategy  # noqa: E402
 from pipeline.model.training import FitResult, backup_key, fit_ensemble  # noqa: E402
-from pipeline.serve.bundle import save_bundle  # noqa: E402
+from pipeline.serve.bundle import CHAMPION_FILE, save_bundle  # noqa: E402
 from pipeline.tuning.best import read_tuned, resolve_tuned  # noqa: E402
 
-READS = ("dataset.name", "train")
+# evaluate.*: the champion's choice (the evaluate stage scores the candidates on test); tune.folds: evaluate.folds 0.
+READS = ("dataset.name", "train", "tune.folds", "evaluate.champion", "evaluate.select_by", "evaluate.folds",
+         "evaluate.blend_weights", "evaluate.batch_size", "evaluate.linear")
 
 
-def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info: dict,
-                     publish: Callable[[Path], dict] | None = None) -> None:
-    """models/: the bundle predictor.py loads, the history and its plot, run.json.
+def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info: dict, choice: Choice,
+                     linear: LinearModel | None, publish: Callable[[Path, Choice], dict] | None = None) -> None:
+    """models/: every candidate's parts, champion.json, the history and its plot, run.json.
 
     `publish` logs the finished bundle to MLflow before it takes models/'s place; what it returns
-    (the model's URI and version) goes into run.json.
+    (the models' URIs and versions) goes into run.json.
     """
 
     with atomic_dir(paths.MODELS_DIR) as tmp:
         save_bundle(tmp, result.model, paths.PREPARED_DIR, params.train)
+        if linear is not None:
+            save_linear(linear, tmp)
+        write_json(tmp / CHAMPION_FILE, choice.as_json())
+        blend_png(choice.as_json(), tmp / "champion.png")
         (tmp / "history.json").write_text(json.dumps(result.history, indent=2) + "\n")
         learning_curve_png(result.history, tmp / "learning_curve.png")
         if publish is not None:
-            run_info = {**run_info, **publish(tmp)}
+            run_info = {**run_info, **publish(tmp, choice)}
         (tmp / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
 
 
-def publish_model(dataset: str, labels: list[str]) -> Callable[[Path], dict]:
-    """Log the bundle as the registered pyfunc model `textclf-<dataset>` (raw text in)."""
-    def publish(folder: Path) -> dict:
+def publish_model(params: Params, labels: list[str]) -> Callable[[Path, Choice], dict]:
+    """Log the champion (and the runner-up) as versions of the registered pyfunc model
+    `textclf-<dataset>` (raw text in), with aliases `champion` and `challenger` and a description
+    naming their parts. The runner-up is registered first, so `latest` is the champion too."""
+    def publish(folder: Path, choice: Choice) -> dict:
+        import mlflow
+
         from pipeline.core.tracking import registered_model_name
+        from pipeline.model.champion import describe
         from pipeline.serve import pyfunc
 
+        name = registered_model_name(params.dataset.name)
         preprocess = json.loads((folder / "preprocess.json").read_text(encoding="utf-8"))
-        info = pyfunc.log_model(folder, labels, preprocess.get("examples", []),
-                                preprocess["tokenize"]["analyzer"], registered_model_name(dataset))
-        return {"model_uri": info.model_uri, "registered_model": registered_model_name(dataset),
-                "model_version": info.registered_model_version}
+        linear_cfg = params.evaluate.linear if params.evaluate.linear.enabled else None
+        client = mlflow.MlflowClient()
+        out = {"registered_model": name}
+        roles = (("challenger", choice.runner_up, "challenger"), ("champion", choice.kind, "model"))
+        for role, kind, artifact in roles:
+            if kind is None:
+                continue
+            info = pyfunc.log_model(folder, labels, preprocess.get("examples", []),
+                                    preprocess["tokenize"]["analyzer"], name, kind=kind, name=artifact)
+            version = info.registered_model_version
+            client.update_model_version(name, version, describe(choice, params.train, linear_cfg, kind))
+            client.set_registered_model_alias(name, role, version)
+            key = "model" if role == "champion" else role
+            out.update({f"{key}_uri": info.model_uri, f"{key}_version": version})
+        return out
     return publish
 
 
@@ -152,6 +185,11 @@ def _train(params: Params, args, distribute: str) -> None:
             if not result.members:   # an ensemble's members each log their own curve
                 for epoch, row in enumerate(result.history[:result.resumed_from_epoch]):
                     log_epoch(epoch, row)   # the whole learning curve in this run, not only its tail
+    # Out-of-fold RNNs for the champion's choice, under the strategy: every worker trains them.
+    folds = resolve_folds(params.evaluate, params.tune.folds)
+    oof_rnn = None
+    if params.evaluate.linear.enabled and folds >= 2:
+        oof_rnn = rnn_out_of_fold(data, cfg, strategy, folds, kept_epochs(result.kept_epochs))
     if not chief:
         if args.multi_worker:
             # Stay until the chief is done with TensorFlow: a worker gone early is reported by the
@@ -169,8 +207,16 @@ def _train(params: Params, args, distribute: str) -> None:
                             "best/epoch": result.best_epoch})
         if result.refit_epochs:
             mlflow.set_tag("train.refit_epochs", ",".join(map(str, result.refit_epochs)))
-    write_models_dir(result, data, params, run_info,
-                     publish_model(params.dataset.name, data.labels) if active else None)
+    choice, linear = select(data, result.validated, params.evaluate, cfg, folds, oof_rnn, paths.PREPARED_DIR,
+                            paths.TOKENS)
+    run_info["champion"] = {"kind": choice.kind, "weight": choice.weight, "runner_up": choice.runner_up}
+    if active:
+        mlflow.log_metrics({f"{kind}/{key}": value for kind, figures in choice.candidates.items()
+                            for key, value in figures.items()})
+        mlflow.set_tags({"champion": choice.kind, "champion.selected_on": choice.selected_on,
+                         "champion.select_by": choice.select_by})
+    write_models_dir(result, data, params, run_info, choice, linear,
+                     publish_model(params, data.labels) if active else None)
     if active:
         log_files([paths.MODELS_DIR / name for name in ("vocab.json", "labels.json", "params.json", "history.json",
                                                   "learning_curve.png")], "train")
@@ -180,6 +226,10 @@ def _train(params: Params, args, distribute: str) -> None:
         kept += f", refit on train + val for {result.refit_epochs} epochs (val is the first fit's)"
     print(f"train: {kept}: val_accuracy {best['val/accuracy']:.4f} "
           f"({result.replicas} replica(s), {result.seconds:.0f} s) -> {paths.MODELS_DIR}/model.keras")
+    print(f"train: champion {choice.kind}" + (f" (w = {choice.weight:g})" if choice.kind == "blend" else "")
+          + f", by {choice.select_by} on {choice.selected_on} ({choice.rows:,} rows): "
+          + ", ".join(f"{k} {v[choice.select_by]:.4f}" for k, v in choice.candidates.items())
+          + f" -> {paths.MODELS_DIR}/{CHAMPION_FILE}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from pipeline.core.config import Params, TrainParams, override
 from pipeline.core.errors import StageError
 from pipeline.core.tracking import experiment_tags
 from pipeline.data.prepared import Prepared
+from pipeline.data.splits import fold_indices
 from pipeline.tuning import study as studies
 from pipeline.tuning.study import say
 
@@ -139,13 +140,6 @@ class Objective:
         return value
 
 
-def fold_indices(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(rows to fit on, rows held out) of `folds` stratified, seeded folds of labels `y`."""
-    from sklearn.model_selection import StratifiedKFold
-
-    return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(y, y))
-
-
 def fold_splits(data: Prepared, folds: int, seed: int) -> list[Prepared]:
     """Train+val cut into `folds` stratified, seeded folds: each fold is the validation split of one
     Prepared whose training split is the rest. (The test split is never seen.)"""
@@ -154,7 +148,7 @@ def fold_splits(data: Prepared, folds: int, seed: int) -> list[Prepared]:
     pool = data.with_val_in_train().train   # train then val, row for row
     return [dataclasses.replace(data, train={k: v[fit_rows] for k, v in pool.items()},
                                 val={k: v[val_rows] for k, v in pool.items()})
-            for fit_rows, val_rows in fold_indices(pool["y"], folds, seed)]
+            for fit_rows, val_rows in fold_indices(pool["y"], folds, seed, "tune.folds")]
 
 
 def cross_validate(data: Prepared, cfg: TrainParams, strategy, folds: int, metric: str, seed: int, trial,
