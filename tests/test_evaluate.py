@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from helpers import REPO
-from helpers.tinydata import TINY_PREPROCESS, tiny_model
 from helpers.champion import add_champion
+from helpers.tinydata import TINY_PREPROCESS, tiny_model
 from pipeline.core.config import LinearParams
-from pipeline.model.linear import concat_rows, fit_linear, fit_splits, read_token_lists, split_rows
 from pipeline.model.evaluation import mistakes, per_class_png, roc_points, scores, write_plots
 from pipeline.model.inference import predict_proba
+from pipeline.model.linear import concat_rows, fit_linear, fit_splits, read_token_lists, split_rows
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CANDIDATE_KEYS = {f"{kind}/test/{key}" for kind in ("linear", "blend", "champion")

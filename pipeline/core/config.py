@@ -298,8 +298,8 @@ class EvaluateParams(_Section):
     @classmethod
     def _renamed(cls, data: Any) -> Any:
         if isinstance(data, dict) and "baseline" in data:
-            raise ValueError("evaluate.baseline was renamed evaluate.linear (the linear model is a candidate "
-                             "for serving now); rename the key")
+            raise ValueError("baseline was renamed linear (the linear model is a candidate for serving now); "
+                             "rename evaluate.baseline to evaluate.linear")
         return data
 
 
@@ -435,6 +435,8 @@ def _explain(cls: type[_Section], error: Any, parent: str) -> str:
         return f"unknown key (allowed in {parent}: {', '.join(owner.model_fields)})"
     if error["type"] == "missing":
         return "required"
+    if error["type"] == "value_error" and isinstance(tp, type) and issubclass(tp, _Section):   # a section's own rule
+        return str(error.get("ctx", {}).get("error", ""))
     if typing.get_origin(tp) in (types.UnionType, typing.Union):      # float | None: a range's bound
         tp = next(arg for arg in typing.get_args(tp) if arg is not type(None))
     if typing.get_origin(tp) is Literal:
@@ -447,7 +449,7 @@ def _explain(cls: type[_Section], error: Any, parent: str) -> str:
         allowed = "expected a string"
     elif typing.get_origin(tp) is tuple:
         allowed = {Any: "expected plain values (text, numbers, true/false)", int: "expected a list of integers",
-                   str: "expected a list of strings"}[typing.get_args(tp)[0]]
+                   str: "expected a list of strings", float: "expected a list of numbers"}[typing.get_args(tp)[0]]
         rule = str(error.get("ctx", {}).get("error", ""))
         if error["type"] == "value_error" and rule.startswith("expected"):   # a field's own rule
             allowed = rule
