@@ -247,7 +247,7 @@ def test_the_pipeline_on_the_cluster_with_tune_and_train_workers(cluster, monkey
     model = mlflow.pyfunc.load_model("models:/textclf-table/latest")
     labels = model.predict(pd.DataFrame({"text": ["여권 재발급 신청 절차 문의", "기초 연금 신청 대상 질문입니다"]}))
     assert set(labels["predicted"]) <= {"행정", "경제", "복지"} and len(labels) == 2
-    assert cluster.project.read_json("models/run.json")["model_version"] == "1"
+    assert cluster.project.read_json("models/run.json")["model_version"] == "2"   # after the challenger
 
     # No password in any run's params or tags, the stages' output, the servers' logs or the outputs.
     secrets = cluster.secrets()

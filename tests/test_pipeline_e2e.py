@@ -24,23 +24,27 @@ def test_dvc_repro_end_to_end(repro_project: Project):
     assert (root / "dvc.lock").is_file()
     assert (root / "data" / "raw" / "manifest.json").is_file()
     for name in ("model.keras", "vocab.json", "labels.json", "params.json", "preprocess.json", "history.json",
-                 "learning_curve.png", "run.json"):
+                 "learning_curve.png", "run.json", "linear.skops", "linear.json", "champion.json", "champion.png"):
         assert (root / "models" / name).is_file(), name
     metrics = repro_project.read_json("metrics.json")
     assert metrics["test/rows"] == 12 and 0 <= metrics["test/accuracy"] <= 1
     assert set(metrics["test/per_class"]) == {"행정", "경제", "복지"}
     assert (root / "plots" / "evaluate" / "confusion.csv").read_text(encoding="utf-8").count("\n") == 13
-    # The linear baseline beside the RNN, on the same 12 test rows; the mistakes with their raw text.
-    assert metrics["baseline/test/rows"] == 12 and 0 <= metrics["baseline/test/accuracy"] <= 1
-    assert 0 <= metrics["baseline/test/macro_f1"] <= 1 and metrics["baseline/test/loss"] > 0
-    assert metrics["rnn_minus_baseline/test/accuracy"] == pytest.approx(
-        metrics["test/accuracy"] - metrics["baseline/test/accuracy"])
-    assert "rnn_minus_baseline/test/macro_f1" in metrics
+    # Every candidate on the same 12 test rows, the served one (the blend: the project names it) by
+    # 2-fold out-of-fold figures over train + val; the served model's mistakes with their raw text.
+    choice = repro_project.read_json("models/champion.json")
+    assert (choice["kind"], choice["selected_on"], choice["rows"]) == ("blend", "2-fold out-of-fold", 48)
+    assert metrics["champion"] == "blend" and list(metrics["candidates"]) == ["rnn", "linear", "blend"]
+    for kind in ("linear", "blend"):
+        assert metrics[f"{kind}/test/rows"] == 12 and 0 <= metrics[f"{kind}/test/accuracy"] <= 1
+        assert 0 <= metrics[f"{kind}/test/macro_f1"] <= 1 and metrics[f"{kind}/test/loss"] > 0
+        assert metrics["candidates"][kind]["val/accuracy"] == choice["candidates"][kind]["val/accuracy"]
+    assert metrics["champion/test/accuracy"] == metrics["blend/test/accuracy"]
     import pandas as pd
 
     mistakes = pd.read_csv(root / "plots" / "evaluate" / "mistakes.csv", dtype={"id": str})
     assert list(mistakes.columns) == ["id", "text", "actual", "predicted", "probability"]
-    assert len(mistakes) == round((1 - metrics["test/accuracy"]) * 12)   # every wrong one (fewer than 50)
+    assert len(mistakes) == round((1 - metrics["champion/test/accuracy"]) * 12)   # every wrong one (fewer than 50)
     assert (mistakes["actual"] != mistakes["predicted"]).all() and mistakes["probability"].is_monotonic_decreasing
     assert all("관련 질문입니다" in text for text in mistakes["text"])   # the raw 제목 + 내용 (Okt: 질문, 이다)
     assert (root / "plots" / "evaluate" / "per_class.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -59,9 +63,11 @@ def test_dvc_repro_end_to_end(repro_project: Project):
     assert train_run.data.tags["train.fused_kernel"] == "true"   # GRU, post padding with a mask
     assert repro_project.read_json("models/params.json")["train"]["maxlen"] == best["params"]["maxlen"]
     assert "val/accuracy" in train_run.data.metrics and "test/accuracy" in train_run.data.metrics
-    assert train_run.data.metrics["baseline/test/accuracy"] == metrics["baseline/test/accuracy"]
+    assert train_run.data.metrics["linear/test/accuracy"] == metrics["linear/test/accuracy"]
+    assert train_run.data.metrics["blend/val/accuracy"] == choice["candidates"]["blend"]["val/accuracy"]
+    assert train_run.data.tags["champion"] == "blend"
     evaluate_run = next(r for r in runs if r.info.run_name == "evaluate")
-    assert {"baseline/test/accuracy", "rnn_minus_baseline/test/accuracy"} <= set(evaluate_run.data.metrics)
+    assert {"linear/test/accuracy", "blend/test/accuracy", "champion/test/accuracy"} <= set(evaluate_run.data.metrics)
     assert evaluate_run.data.params["dataset.table.id_column"] == ""
     artifacts = {a.path for a in repro_project.client().list_artifacts(evaluate_run.info.run_id, "evaluate")}
     assert {"evaluate/mistakes.csv", "evaluate/per_class.png"} <= artifacts
@@ -70,8 +76,10 @@ def test_dvc_repro_end_to_end(repro_project: Project):
     import mlflow
     from mlflow.models import get_model_info
 
-    (version,) = repro_project.client().search_model_versions("name='textclf-table'")
-    assert version.run_id == train_run.info.run_id
+    versions = repro_project.client().search_model_versions("name='textclf-table'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]   # the challenger, then the champion
+    version = max(versions, key=lambda v: int(v.version))
+    assert {v.run_id for v in versions} == {train_run.info.run_id}
     mlflow.set_tracking_uri(repro_project.tracking_uri)   # conftest resets it after the test
     signature = get_model_info(f"models:/textclf-table/{version.version}").signature
     # No input schema (serve/pyfunc.py checks the input itself); the outputs: label, 3 classes, flag.
