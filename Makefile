@@ -109,7 +109,7 @@ clean-venv:  ## remove .venv
 # `dvc exp show` has no settings file for its columns; this is its readable view: the values that
 # compare models (dvc.yaml's metrics) and only the params that differ between the experiments shown,
 # best test accuracy first. EXP_SHOW adds flags, e.g. EXP_SHOW="-A --md" (docs/tracking.md).
-EXP_KEEP := Experiment|tune/best_value|test/|baseline/test/accuracy
+EXP_KEEP := Experiment|tune/best_value|test/
 EXP_DROP := Created|data/|models$$|pipeline/|tune/best_params
 exp-show: $(STAMP)  ## dvc exp show, fitting a terminal: the comparison metrics and the params that differ
 	$(BIN)/dvc exp show --no-pager --only-changed --keep '$(EXP_KEEP)' --drop '$(EXP_DROP)' \

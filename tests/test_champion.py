@@ -110,7 +110,8 @@ def trained(tmp_path_factory):
         test_ids = set(np.load(root / "data" / "prepared" / "test.npz")["id"].astype(str))
         (root / "data" / "prepared" / "test.npz").unlink()
         tokens = pd.read_parquet(root / "data" / "tokens.parquet")
-        tokens["tokens"] = [["시험만의낱말"] if i in test_ids else list(t) for i, t in zip(tokens["id"], tokens["tokens"])]
+        tokens["tokens"] = [["시험만의낱말"] if i in test_ids else list(t)
+                            for i, t in zip(tokens["id"], tokens["tokens"])]
         tokens.to_parquet(root / "data" / "tokens.parquet")
         opened: list[str] = []
         recording = [True]

@@ -148,10 +148,11 @@ def evaluated_project(root: Path, bundle: Path, prepared_src: Path, raw: bool = 
     return write_raw(root) if raw else {}
 
 
-def fitted(tmp_path: Path, prepared: Path, cfg: LinearParams = LinearParams()):
+def fitted(tmp_path: Path, prepared: Path, cfg: LinearParams | None = None):
     """The linear model fitted on train + val, as the train stage serves it, and the test rows."""
     tokens = tmp_path / "data" / "tokens.parquet"
     labels = json.loads((prepared / "labels.json").read_text())
+    cfg = cfg or LinearParams()
     by_id = read_token_lists(tokens)
     return (fit_linear(cfg, concat_rows(list(fit_splits(prepared, tokens, by_id))), labels),
             split_rows(prepared, "test", by_id, tokens), labels)
@@ -280,7 +281,8 @@ def test_evaluate_stage_scores_every_candidate_and_the_served_models_mistakes(in
     assert "texts from data/raw" in captured.out
     y = np.load(in_tmp / "data" / "prepared" / "test.npz")["y"]
     ids = list(np.load(in_tmp / "data" / "prepared" / "test.npz")["id"])
-    assert all(str(int(y[ids.index(i)])) == a for i, a in zip(mistakes_table["id"], mistakes_table["actual"].astype(str)))
+    actual = mistakes_table["actual"].astype(str)
+    assert all(str(int(y[ids.index(i)])) == a for i, a in zip(mistakes_table["id"], actual))
     assert (in_tmp / "plots" / "evaluate" / "per_class.png").read_bytes()[:8] == PNG
 
 

@@ -367,7 +367,7 @@ def test_folds_cover_train_and_val_once_stratified_and_never_test():
         assert abs(p.val["y"].mean() - share) < 0.05, "stratified: each fold has the pool's class shares"
     again = fold_splits(data, 4, seed=1)   # seeded
     assert all(np.array_equal(a.val["x"], b.val["x"]) for a, b in zip(parts, again))
-    # the indices behind them (bench/cv_rnn_vs_baseline.py cuts its folds with these)
+    # the indices behind them (bench/cv_champion.py cuts its folds with these)
     whole = data.with_val_in_train().train
     for p, (fit_rows, held_out) in zip(parts, fold_indices(whole["y"], 4, seed=1)):
         assert np.array_equal(p.val["x"], whole["x"][held_out]) and np.array_equal(p.train["y"], whole["y"][fit_rows])

@@ -10,7 +10,7 @@ The classifier is one logistic regression per class (one-vs-rest), each solved b
 dual. n-gram TF-IDF gives far more columns than rows (Reuters: 444,526 columns for 8,982 rows), and
 the dual's size is the rows': on Reuters it fits in 50 s where multinomial lbfgs took 286-405 s,
 with test accuracy 0.8206 against 0.8161; on Seoul 120 0.3 s against 6.6 s, the same 0.8738
-(bench/baseline_speed.py). For two classes it is the one plain logistic regression.
+(bench/linear_speed.py). For two classes it is the one plain logistic regression.
 
 Saved as skops (`save_linear` / `load_linear`), not pickle: loading a pickle runs whatever code the
 file names, so a model downloaded from a registry would be trusted code. skops stores the objects'

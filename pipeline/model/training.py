@@ -366,7 +366,8 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
         epoch_var.assign(epoch + 1)
         backup.save(result.history, best_weights if improved else None, result.language_model)
         if keep_last:
-            print(f"epoch {epoch + 1}/{last} (a fixed count, the last kept): loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f}",
+            print(f"epoch {epoch + 1}/{last} (a fixed count, the last kept): loss {row['train/loss']:.4f} "
+                  f"acc {row['train/accuracy']:.4f}",
                   file=sys.stderr)
         else:
             print(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f} "

@@ -1,9 +1,9 @@
-"""How long the evaluate stage's linear baseline takes: its classifier against plain multinomial lbfgs.
+"""How long the linear model takes to fit: its classifier against plain multinomial lbfgs.
 
-  python bench/baseline_speed.py [--root DIR]
+  python bench/linear_speed.py [--root DIR]
 
 Reads DIR/data/tokens.parquet and DIR/data/prepared/ (what tokenize and prepare left), builds the
-baseline's features as evaluate does (params.yaml's evaluate.baseline), then fits on train+val
+linear model's features as the train stage does (params.yaml's evaluate.linear), then fits on train+val
 (1) LogisticRegression with sklearn's defaults (lbfgs, multinomial: the naive choice) and (2) the
 stage's classifier (one-vs-rest, liblinear in the dual), and prints seconds and test accuracy of
 each, with the ratio to the naive one. Both fits run in this one process, one after the other.
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.config import load_params
-from pipeline.model import baseline as b
+from pipeline.model import linear as b
 
 
 def main() -> int:
@@ -26,11 +26,11 @@ def main() -> int:
     p.add_argument("--root", type=Path, default=Path("."), help="folder holding data/ (default: here)")
     p.add_argument("--params", default="params.yaml")
     args = p.parse_args()
-    cfg = load_params(args.params).evaluate.baseline
+    cfg = load_params(args.params).evaluate.linear
     tokens = args.root / "data" / "tokens.parquet"
     by_id = b.read_token_lists(tokens)
     rows = {s: b.split_rows(args.root / "data" / "prepared", s, by_id, tokens) for s in ("train", "val", "test")}
-    features = b.build_baseline(cfg).named_steps["features"]
+    features = b.build_linear(cfg).named_steps["features"]
     started = time.perf_counter()
     x = features.fit_transform(rows["train"].tokens + rows["val"].tokens)
     x_test = features.transform(rows["test"].tokens)
