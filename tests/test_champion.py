@@ -215,3 +215,28 @@ def test_a_missing_or_damaged_linear_part_is_one_line(trained, tmp_path, capsys)
     (models / "champion.json").write_text(json.dumps({"kind": "linear", "weight": 0.5}))
     assert refused().startswith(f"predict: error: {models / 'champion.json'}: kind 'linear' with weight 0.5 is "
                                 "not a champion")
+
+
+def test_the_saved_linear_model_holds_its_vocabulary_as_two_arrays_and_loads_back_the_same(tmp_path):
+    """skops writes a dict node by node (each numpy index its own zip member, quadratic in the
+    vocabulary: bench/linear_save.py); CompactTfidf saves the n-grams as two arrays, whatever their
+    number, and the loaded model answers exactly as the fitted one."""
+    import zipfile
+
+    from pipeline.core.config import LinearParams
+    from pipeline.model.linear import SplitRows, fit_linear, load_linear, save_linear
+
+    rng = np.random.default_rng(0)
+    tokens = [[f"낱말{rng.integers(3000)}" for _ in range(12)] for _ in range(300)]
+    rows = SplitRows(np.arange(300).astype(str), np.arange(300) % 3, tokens)
+    model = fit_linear(LinearParams(max_features=4000), rows, ["a", "b", "c"])
+    grams = sum(len(v.vocabulary_) for _, v in model.pipeline.named_steps["features"].transformer_list)
+    assert grams > 6000
+    save_linear(model, tmp_path)
+    with zipfile.ZipFile(tmp_path / "linear.skops") as saved:
+        assert len(saved.namelist()) < 100   # not one member per n-gram
+    loaded = load_linear(tmp_path, "")
+    for (_, before), (_, after) in zip(model.pipeline.named_steps["features"].transformer_list,
+                                       loaded.pipeline.named_steps["features"].transformer_list):
+        assert after.vocabulary_ == before.vocabulary_
+    assert np.array_equal(loaded.predict_proba(tokens[:40]), model.predict_proba(tokens[:40]))

@@ -84,11 +84,13 @@ def surplus_or_duplicate(trial) -> bool:
 
 
 def cluster_params(root: Path) -> None:
-    """The tiny project, with a study of TRIALS trials and the whitespace analyzer (no JVM to start)."""
+    """The tiny project, with a study of TRIALS trials, the whitespace analyzer (no JVM to start), and
+    the champion chosen out-of-fold: every train worker fits the fold RNNs under the strategy."""
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text(encoding="utf-8"))
     params["tokenize"].update(analyzer="whitespace", pos_drop=[])
     params["tune"].update(n_trials=TRIALS, epochs=1, pruner="none")
+    params["evaluate"]["folds"] = 2
     path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
 
 
@@ -235,6 +237,10 @@ def test_the_pipeline_on_the_cluster_with_tune_and_train_workers(cluster, monkey
     (train,) = [r for r in top if r.info.run_name == "train"]
     assert train.data.params["train.replicas"] == "2"
     assert train.data.params["train.strategy"] == "CollectiveAllReduceStrategy"   # MultiWorkerMirroredStrategy's class
+    # Both workers trained the champion's fold RNNs (a worker that skipped them would hang the other's
+    # collectives), and the chief chose on their out-of-fold figures.
+    choice = cluster.project.read_json("models/champion.json")
+    assert (choice["selected_on"], choice["kind"]) == ("2-fold out-of-fold", "blend")
 
     # Artifacts go through the server's proxy into the cluster's folder, and come back the same way.
     (evaluate,) = [r for r in top if r.info.run_name == "evaluate"]

@@ -319,20 +319,23 @@ def test_prepared_data_without_ids_is_one_line(in_tmp, tiny_bundle, tiny_prepare
     assert not (in_tmp / "metrics.json").exists() and not (in_tmp / "plots").exists()
 
 
-def test_results_show_the_baseline_beside_each_run():
+def test_results_show_the_linear_model_and_the_champion_beside_each_run():
     from pipeline.experiments.results import Outcome, render_results
     from pipeline.experiments.spec import Experiment, SeedFigure
 
     experiment = Experiment("tiny", "a tiny one", SeedFigure("test/accuracy", 0.8, "made up"), "", {})
-    old = Outcome("r1", 0.8, 0.81, 3, {}, "abc1234")                       # made before the baseline
-    new = Outcome("r2", 0.8, 0.82, 3, {}, "abc1234", baseline_accuracy=0.855)
-    for seed, tuned, cell in ((old, None, "—"), (new, None, "0.8550"), (new, new, "0.8550"),
-                              (old, new, "ours — / tuned 0.8550"), (None, None, "—")):
+    old = Outcome("r1", 0.8, 0.81, 3, {}, "abc1234")                       # made before the linear model
+    new = Outcome("r2", 0.8, 0.82, 3, {}, "abc1234", baseline_accuracy=0.855, champion="blend",
+                  champion_accuracy=0.861)
+    for seed, tuned, linear, champion in ((old, None, "—", "—"), (new, None, "0.8550", "blend 0.8610"),
+                                          (new, new, "0.8550", "blend 0.8610"),
+                                          (old, new, "ours — / tuned 0.8550", "ours — / tuned blend 0.8610"),
+                                          (None, None, "—", "—")):
         outcomes = {k: v for k, v in ((experiment.run_name(False), seed), (experiment.run_name(True), tuned)) if v}
         text = render_results([experiment], outcomes)
-        assert "| linear baseline (test) |" in text
+        assert "| linear model (test) | champion (test) |" in text
         (row,) = [line for line in text.splitlines() if line.startswith(f"| `{experiment.name}`")]
-        assert row.rstrip(" |").rsplit("| ", 1)[1] == cell
+        assert row.rstrip(" |").split(" | ")[-2:] == [linear, champion]
 
 
 def test_no_track_records_nothing_not_even_on_the_train_run(in_tmp, tiny_bundle, tiny_prepared, mlflow_store,

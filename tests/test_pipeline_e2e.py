@@ -31,9 +31,9 @@ def test_dvc_repro_end_to_end(repro_project: Project):
     assert set(metrics["test/per_class"]) == {"행정", "경제", "복지"}
     assert (root / "plots" / "evaluate" / "confusion.csv").read_text(encoding="utf-8").count("\n") == 13
     # Every candidate on the same 12 test rows, the served one (the blend: the project names it) by
-    # 2-fold out-of-fold figures over train + val; the served model's mistakes with their raw text.
+    # its figures on the 12 validation rows; the served model's mistakes with their raw text.
     choice = repro_project.read_json("models/champion.json")
-    assert (choice["kind"], choice["selected_on"], choice["rows"]) == ("blend", "2-fold out-of-fold", 48)
+    assert (choice["kind"], choice["selected_on"], choice["rows"]) == ("blend", "validation", 12)
     assert metrics["champion"] == "blend" and list(metrics["candidates"]) == ["rnn", "linear", "blend"]
     for kind in ("linear", "blend"):
         assert metrics[f"{kind}/test/rows"] == 12 and 0 <= metrics[f"{kind}/test/accuracy"] <= 1

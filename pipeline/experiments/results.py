@@ -34,7 +34,9 @@ class Outcome:
     best_epoch: int | None
     params: Mapping[str, str]
     commit: str
-    baseline_accuracy: float | None = None   # the linear baseline's test accuracy (runs since it exists)
+    baseline_accuracy: float | None = None   # the linear model's test accuracy (runs since it exists)
+    champion: str | None = None              # the served kind (rnn, linear, blend; runs since the champion)
+    champion_accuracy: float | None = None   # the served model's test accuracy
 
     def accuracy(self, metric: str) -> float | None:
         """On the split `metric` names: test/accuracy or val/accuracy (the best epoch's)."""
@@ -73,7 +75,8 @@ def find_outcomes(names: Sequence[str]) -> dict[str, Outcome]:
         found[name] = Outcome(run.info.run_id, metrics.get("best/val_accuracy"), metrics.get("test/accuracy"),
                               None if epoch is None else int(epoch), dict(run.data.params),
                               run.data.tags.get("git.commit", "")[:7],
-                              metrics.get("linear/test/accuracy", metrics.get("baseline/test/accuracy")))
+                              metrics.get("linear/test/accuracy", metrics.get("baseline/test/accuracy")),
+                              run.data.tags.get("champion"), metrics.get("champion/test/accuracy"))
     return found
 
 
@@ -113,6 +116,16 @@ def _baseline(seed: Outcome | None, tuned: Outcome | None) -> str:
     if len(set(values.values())) <= 1:
         return _figure(next(iter(values.values()), None))
     return " / ".join(f"{name} {_figure(value)}" for name, value in values.items())
+
+
+def _champion(seed: Outcome | None, tuned: Outcome | None) -> str:
+    """The served model's kind and test accuracy, as _baseline shows the linear model's."""
+    runs = {"ours": seed, "tuned": tuned}
+    values = {name: "—" if run.champion_accuracy is None else f"{run.champion} {run.champion_accuracy:.4f}"
+              for name, run in runs.items() if run is not None}
+    if len(set(values.values())) <= 1:
+        return next(iter(values.values()), "—")
+    return " / ".join(f"{name} {value}" for name, value in values.items())
 
 
 def _tuned_summary(experiment: Experiment, tuned: Outcome | None, seed: Outcome | None) -> str:
@@ -155,20 +168,22 @@ def render_results(experiments: Sequence[Experiment], outcomes: Mapping[str, Out
         "The bold figure is on the split the tutorial reported (its metric column); the other split",
         "is in brackets. *Ours* uses the tutorial's settings; *tuned* is the same experiment after an",
         "Optuna study, and *tuned values* lists the train values it used that differ from the seed",
-        "run's. \"not run\" means neither holds an evaluated run. The last column is the test accuracy",
-        "of the linear baseline the evaluate stage fits beside every run (TF-IDF n-grams of the same",
-        "tokens + LogisticRegression, on train + val; see docs/stages.md); \"—\" for runs made before it.",
+        "run's. \"not run\" means neither holds an evaluated run. The last two columns are the test",
+        "accuracy of the linear model the train stage fits beside every RNN (TF-IDF n-grams of the same",
+        "tokens + LogisticRegression, on train + val) and of the champion it served (the RNN, the linear",
+        "model or their blend, chosen on validation; see docs/models.md); \"—\" for runs made before them.",
         "",
         f"![The tutorials' figures, ours, ours tuned]({FIGURE})",
         "",
-        "| experiment | metric | tutorial | ours | ours, tuned | tuned values | linear baseline (test) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| experiment | metric | tutorial | ours | ours, tuned | tuned values | linear model (test) "
+        "| champion (test) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for e in experiments:
         seed, tuned = outcomes.get(e.run_name(False)), outcomes.get(e.run_name(True))
         lines.append(f"| `{e.name}`: {e.title} | {e.seed.metric} | {_figure(e.seed.value)} | "
                      f"{_ours(seed, e.seed.metric)} | {_ours(tuned, e.seed.metric)} | "
-                     f"{_tuned_summary(e, tuned, seed)} | {_baseline(seed, tuned)} |")
+                     f"{_tuned_summary(e, tuned, seed)} | {_baseline(seed, tuned)} | {_champion(seed, tuned)} |")
     lines += ["", "## The from-scratch NumPy RNN", ""]
     reference = outcomes.get(REFERENCE_TAG)
     if reference is None:
