@@ -1,4 +1,8 @@
-"""train.model.pretrain lm: the encoder starts from a language model of the rows the fit trains on."""
+"""train.model.pretrain lm: the encoder starts from a language model of the rows the fit trains on.
+
+An experimental option (docs/models.md: it made every measured classifier worse), so its tests run
+in the slow tier (`make test-slow`, and .ci/run when it fits), not in every `make test`.
+"""
 from __future__ import annotations
 
 import math
@@ -9,8 +13,8 @@ import pytest
 from helpers.tinydata import tiny_data, tiny_model, tiny_train
 from pipeline.model.strategies import make_strategy
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")]
 
 
 def _neighbour_states(x: np.ndarray, units: int, forward: bool, backward: bool) -> np.ndarray:

@@ -320,6 +320,7 @@ def test_sigterm_during_a_stage_exits_130_and_the_run_is_killed(repo, capsys):
     assert signal.getsignal(signal.SIGTERM) is handler
 
 
+@pytest.mark.slow   # an experimental option (tests/test_language_model.py)
 def test_train_logs_the_language_models_epochs(repo):
     """train.model.pretrain lm through the train stage: its epochs in models/run.json and, as
     language_model/loss, in the train run."""

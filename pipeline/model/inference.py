@@ -1,9 +1,16 @@
 """Class probabilities from a trained model, fast: one traced forward pass, batches of similar length."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from pipeline.data.sequences import trim_padding
+
+
+class _NewModelRetracing(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
 
 
 def compiled_forward(model):
@@ -13,6 +20,11 @@ def compiled_forward(model):
     """
     import tensorflow as tf
 
+    # Each model gets its own function (the champion's fold RNNs: one per fold), so TF's warning that
+    # "5 out of the last 9 calls ... triggered tf.function retracing" says nothing wrong here.
+    logger = tf.get_logger()
+    if not any(isinstance(f, _NewModelRetracing) for f in logger.filters):
+        logger.addFilter(_NewModelRetracing())
     return tf.function(lambda x: model(x, training=False), reduce_retracing=True,
                        input_signature=[tf.TensorSpec([None, None], tf.int32)])
 
