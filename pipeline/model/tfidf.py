@@ -2,8 +2,8 @@
 
 skops writes a dict entry by entry, and with max_features scikit-learn leaves each index a numpy
 int64, which skops stores as its own .npy member after checking the zip's name list: quadratic in
-the vocabulary (229 s for Seoul 120's 126,758 n-grams of 300 rows, 143 MB; over an hour for its
-full 2 x 500,000). Here the n-grams, in index order, are saved as their UTF-8 bytes and the end of
+the vocabulary (229 s for Seoul 120's 126,758 n-grams of 300 rows, 143 MB; hours, by the square law,
+for its full 2 x 500,000). Here the n-grams, in index order, are saved as their UTF-8 bytes and the end of
 each (two plain arrays), and the dict is rebuilt on load (bench/linear_save.py). Imported only where
 the linear model is built or loaded: it imports scikit-learn.
 """
