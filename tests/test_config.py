@@ -26,8 +26,10 @@ def test_repo_params_load_into_frozen_objects():
         params.prepare.maxlen = 5  # type: ignore[misc]
 
 
-def test_defaults_match_an_empty_file(tmp_path):
-    assert load_params(write(tmp_path, "")) == Params()
+def test_defaults_match_a_file_with_one_empty_section(tmp_path):
+    # An empty file is refused (a file truncated by a full disk must not run the default dataset):
+    # tests/test_catalogue_data.py.
+    assert load_params(write(tmp_path, "dataset:\n")) == Params()
 
 
 def test_code_defaults_are_the_repo_params():
@@ -123,7 +125,7 @@ def test_repo_search_space_is_typed():
     ("train:\n  learning_rate: null\n", "train.learning_rate: expected a number > 0 and <= 10, got None"),
     ("dataset:\n  table:\n    label_column: 3\n", "dataset.table.label_column: expected a string, got 3"),
     ("prepare:\n  padding: middle\n", "prepare.padding: got 'middle', allowed: pre, post"),
-    ("[1, 2]\n", "top level: expected a mapping, got [1, 2]"),
+    ("[1, 2]\n", "the file holds a list, not a mapping; expected a mapping of sections (dataset:, "),
     ("tune:\n  space:\n    maxlen: 5\n", "tune.space.maxlen: expected a mapping, got 5"),
     ("tune:\n  space:\n    maxlen: {type: int, low: 1, high: 9, lo: 2}\n",
      "tune.space.maxlen.lo: unknown key (allowed in tune.space.maxlen: type, low, high, log, step, choices)"),

@@ -1,11 +1,13 @@
 """Outputs appear whole or not at all: write to a temp file or folder beside the target, then rename.
 
 A failed or interrupted stage (exception, Ctrl-C) removes its temp output and leaves the previous
-output untouched.
+output untouched. A full disk, a file-size limit or a read-only folder is one StageError naming the
+output (not a traceback from whichever library was writing).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -13,23 +15,58 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from pipeline.core.errors import StageError
+
+# errno -> what to say; libraries that wrap the OSError (pyarrow, h5py) keep its text, matched below.
+_CANNOT_WRITE = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is used up",
+                 errno.EFBIG: "the file grew past the size limit (ulimit -f)",
+                 errno.EROFS: "the folder is on a read-only file system",
+                 errno.EACCES: "no permission to write there", errno.EPERM: "no permission to write there"}
+_CANNOT_WRITE_TEXT = {"No space left on device": errno.ENOSPC, "File too large": errno.EFBIG,
+                      "Read-only file system": errno.EROFS, "Disk quota exceeded": errno.EDQUOT}
+
+
+def cannot_write(exc: BaseException) -> str | None:
+    """Why an exception means the output could not be written (disk full, read-only...), or None."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _CANNOT_WRITE:
+            return _CANNOT_WRITE[exc.errno]
+        for text, code in _CANNOT_WRITE_TEXT.items():
+            if text in str(exc):
+                return _CANNOT_WRITE[code]
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextlib.contextmanager
+def _said_as_output_error(target: Path) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        reason = cannot_write(exc)
+        if reason is None or isinstance(exc, StageError):
+            raise
+        raise StageError(f"{target}: cannot write it: {reason}; the previous {target.name} is as it was "
+                         "(free space or fix the folder, then run again)") from exc
+
 
 @contextlib.contextmanager
 def atomic_file(target: str | Path) -> Iterator[Path]:
     """Yield a temp path in target's folder; on success it replaces target."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        _fsync(tmp_path)
-        os.chmod(tmp_path, 0o666 & ~_umask())   # mkstemp makes 0600; outputs follow the umask
-        os.replace(tmp_path, target)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    with _said_as_output_error(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            _fsync(tmp_path)
+            os.chmod(tmp_path, 0o666 & ~_umask())   # mkstemp makes 0600; outputs follow the umask
+            os.replace(tmp_path, target)
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
 
 
 @contextlib.contextmanager
@@ -40,14 +77,15 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     is in place, so at every moment one complete version exists.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())          # mkdtemp makes 0700
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with _said_as_output_error(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+        try:
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_umask())          # mkdtemp makes 0700
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     old = None
     if target.exists():
         old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))

@@ -9,8 +9,10 @@ does work.
 from __future__ import annotations
 
 import re
+import reprlib
 import types
 import typing
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -104,9 +106,18 @@ class TableSource(_Section):
     encoding: Text = "utf-8"
 
 
+def _class_names(value: Any) -> Any:
+    """Compared with labels as the readers give them: NFC and stripped (macOS writes Hangul NFD)."""
+    value = _strings(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(unicodedata.normalize("NFC", v).strip() if isinstance(v, str) else v for v in value)
+    return value
+
+
 class DatasetParams(_Section):
     name: Dataset = "seoul120"
-    classes: Strings = ("행정", "경제", "복지")   # keep only these labels (empty: all)
+    # keep only these labels (empty: all)
+    classes: Annotated[tuple[str, ...], BeforeValidator(_class_names)] = ("행정", "경제", "복지")
     table: TableSource = Field(default_factory=TableSource)
 
 
@@ -319,7 +330,16 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = read_yaml(path)
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
+    if not isinstance(raw, dict):
+        sections = ", ".join(f"{name}:" for name in Params.model_fields)
+        got = "the file is empty" if raw is None else f"the file holds {_kind(raw)}, not a mapping"
+        raise ParamsError(f"{path}: {got}; expected a mapping of sections ({sections}), as in the repo's params.yaml")
     return check_params(raw, source=str(path))
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true or false"}.get(
+        type(value), type(value).__name__)
 
 
 class _DuplicateKey(yaml.YAMLError):
@@ -440,7 +460,7 @@ def _explain(cls: type[_Section], error: Any, parent: str) -> str:
     if typing.get_origin(tp) in (types.UnionType, typing.Union):      # float | None: a range's bound
         tp = next(arg for arg in typing.get_args(tp) if arg is not type(None))
     if typing.get_origin(tp) is Literal:
-        return f"got {value!r}, allowed: {', '.join(map(str, typing.get_args(tp)))}"
+        return f"got {_short(value)}, allowed: {', '.join(map(str, typing.get_args(tp)))}"
     if tp is bool:
         allowed = "expected true or false"
     elif tp in (int, float):
@@ -455,7 +475,17 @@ def _explain(cls: type[_Section], error: Any, parent: str) -> str:
             allowed = rule
     else:
         allowed = "expected a mapping"
-    return f"{allowed}, got {value!r}"
+    return f"{allowed}, got {_short(value)}"
+
+
+# Values in messages stay one short line: a YAML alias bomb's value would repr to gigabytes.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 60, 60
+
+
+def _short(value: Any) -> str:
+    text = _REPR.repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _locate(cls: type[_Section], loc: tuple) -> tuple[type[_Section], FieldInfo | None, Any]:

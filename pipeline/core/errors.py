@@ -6,6 +6,13 @@ input was wrong, and its message names the file, row, key or parameter.
 """
 from __future__ import annotations
 
+import sys
+
+
+def warn(message: str) -> None:
+    """A line the user should see on stderr (a stage's output goes to stdout); the work goes on."""
+    print(f"warning: {message}", file=sys.stderr)
+
 
 class PipelineError(Exception):
     """Bad input or a missing prerequisite: printed as one line, exit code 2."""

@@ -5,17 +5,21 @@ strings. Texts are raw here (normalisation is the tokenize stage's job); a missi
 """
 from __future__ import annotations
 
+import codecs
+import gzip
 import io
 import json
 import re
 import tarfile
+import unicodedata
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline.core.config import DatasetParams, TableSource
-from pipeline.core.errors import DataError
+from pipeline.core.errors import DataError, warn
 
 COLUMNS = ["id", "text", "label", "split"]
 # pandas.read_csv options for every delimited file: each cell a string as written (ids like 00123,
@@ -103,11 +107,7 @@ def read_table(path: Path, source: TableSource) -> pd.DataFrame:
     if fmt == "parquet":
         table = pd.read_parquet(path)
     elif fmt == "jsonl":
-        text = _decode(path.read_bytes(), source.encoding, str(path))
-        try:
-            table = pd.read_json(io.StringIO(text), lines=True, dtype=False)
-        except ValueError as exc:
-            raise DataError(f"{path}: not valid JSON Lines: {exc}") from None
+        table = _read_json_lines(_decode(_file_bytes(path), source.encoding, str(path)), path)
     else:
         table = _read_delimited(path, sep="\t" if fmt == "tsv" else ",", encoding=source.encoding)
     needed = [*source.text_columns, source.label_column] + ([source.id_column] if source.id_column else [])
@@ -130,14 +130,58 @@ def _guess_format(path: Path) -> str:
                     "to csv, tsv, jsonl or parquet")
 
 
+def _read_json_lines(text: str, path: Path) -> pd.DataFrame:
+    """One JSON object a line; nested objects become dotted columns ({"q": {"title": ..}} -> q.title)."""
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{path}: line {number}: not valid JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: line {number}: not a JSON object: {line.strip()[:80]}")
+        records.append(record)
+    if not records:
+        raise DataError(f"{path}: no records, the file is empty or only blank lines")
+    if any(isinstance(v, dict) for r in records for v in r.values()):
+        return pd.json_normalize(records, sep=".")
+    return pd.DataFrame.from_records(records)
+
+
+def _file_bytes(path: Path) -> bytes:
+    """A file's bytes, gunzipped when they are gzip's (a .csv that is really .csv.gz)."""
+    raw = path.read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: starts as a gzip file but does not decompress ({exc})") from None
+
+
+# Byte-order marks that say the file's encoding whatever dataset.table.encoding says (UTF-32 first:
+# its little-endian mark begins with UTF-16's).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
 def python_encoding(encoding: str) -> str:
     """utf-8 also accepts a byte-order mark (files saved by Excel and Notepad start with one)."""
     return "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
 
 
 def _decode(raw: bytes, encoding: str, where: str) -> str:
+    """Text of a file; NUL bytes (which end a C string mid-row) become spaces, and a file that is
+    mostly NULs is UTF-16 without its byte-order mark, said as such."""
+    encoding = next((name for bom, name in _BOMS if raw.startswith(bom)), encoding)
+    nuls = raw.count(b"\0")
+    if nuls * 4 > len(raw) and not encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32")):
+        raise DataError(f"{where}: {nuls:,} NUL bytes in {len(raw):,}: this looks like UTF-16 without a "
+                        "byte-order mark; set dataset.table.encoding to utf-16-le (or utf-16-be)")
     try:
-        return raw.decode(python_encoding(encoding))
+        text = raw.decode(python_encoding(encoding))
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError(f"{where}: line {line}: bytes {raw[exc.start:exc.end]!r} are not valid "
@@ -145,10 +189,16 @@ def _decode(raw: bytes, encoding: str, where: str) -> str:
                         "Windows files)") from None
     except LookupError:
         raise DataError(f"{where}: unknown encoding {encoding!r} (dataset.table.encoding)") from None
+    nuls = text.count("\0")
+    if nuls:
+        line = text[: text.index("\0")].count("\n") + 1
+        warn(f"{where}: {nuls:,} NUL character(s), the first on line {line}: read as spaces")
+        text = text.replace("\0", " ")
+    return text
 
 
 def _read_delimited(path: Path, sep: str, encoding: str) -> pd.DataFrame:
-    text = _decode(path.read_bytes(), encoding, str(path))
+    text = _decode(_file_bytes(path), encoding, str(path))
     try:
         # Everything as strings: ids like 00123 and labels like 0/1 stay as written.
         return pd.read_csv(io.StringIO(text), sep=sep, engine="c", **DELIMITED)
@@ -161,8 +211,10 @@ def _read_delimited(path: Path, sep: str, encoding: str) -> pd.DataFrame:
 def _require_columns(table: pd.DataFrame, needed: list[str], path: Path) -> None:
     missing = [c for c in needed if c not in table.columns]
     if missing:
+        nested = any("." in str(c) for c in table.columns) and not any("." in c for c in missing)
         raise DataError(f"{path}: no column {missing[0]!r}; the columns present are: "
-                        f"{', '.join(map(str, table.columns))}")
+                        f"{', '.join(map(str, table.columns))}"
+                        + (" (nested JSON keys are joined with '.')" if nested else ""))
 
 
 # Where each built-in dataset keeps its labels, for messages about rows without one.
@@ -188,8 +240,54 @@ def _require_text(table: pd.DataFrame, column: str, path: Path | None) -> None:
     if odd.any():
         row = int(np.flatnonzero(odd.to_numpy())[0])
         value = values.iloc[row]
-        raise DataError(f"{where}row {row + 1}: text column {column!r} holds {type(value).__name__} "
-                        f"{value!r}, not text; write the column as strings")
+        raise DataError(f"{where}row {row + 1}: text column {column!r} holds {_kind(value)} "
+                        f"{_short(value)}, not text; write the column as strings")
+
+
+def _kind(value: object) -> str:
+    """A value's type as the user wrote it: Parquet's and JSON's lists are lists, not ndarrays."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _short(value: object) -> str:
+    text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _labels(values: pd.Series, column: str, path: Path | None) -> pd.Series:
+    """Labels as text classes: stripped, NFC (a label typed on macOS arrives decomposed), numbers
+    written as integers where they are (JSON's 1, 1.0 and "1" are one class); missing stays missing.
+    A list or object is not a label."""
+    where = f"{path}: " if path else ""
+    numbers = strings = 0
+
+    def one(row: int, v: object) -> object:
+        nonlocal numbers, strings
+        if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+            return None
+        if isinstance(v, (list, tuple, dict, np.ndarray)):
+            raise DataError(f"{where}row {row + 1}: label column {column!r} holds {_kind(v)} {_short(v)}, "
+                            "not a label; write one label a row")
+        if isinstance(v, str):
+            strings += 1
+            return unicodedata.normalize("NFC", v).strip()
+        if isinstance(v, (bool, np.bool_)):
+            strings += 1
+            return str(bool(v))
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            numbers += 1
+            return str(int(v)) if float(v).is_integer() else str(v)
+        return str(v).strip()
+
+    labels = pd.Series([one(i, v) for i, v in enumerate(values.tolist())], index=values.index, dtype=object)
+    if numbers and strings:
+        warn(f"{where}label column {column!r} mixes numbers ({numbers:,} rows) and strings ({strings:,}): "
+             "compared as text, so 1, 1.0 and \"1\" are one class")
+    return labels
 
 
 def _documents(table: pd.DataFrame, text_columns: list[str], label_column: str,
@@ -201,7 +299,6 @@ def _documents(table: pd.DataFrame, text_columns: list[str], label_column: str,
         texts = texts + " " + table[col].fillna("").astype(str)
     ids = table[id_column].astype(str) if id_column else pd.Series(
         [str(i) for i in range(1, len(table) + 1)], index=table.index)
-    labels = table[label_column]
-    labels = labels.where(labels.isna(), labels.astype(str).str.strip())
+    labels = _labels(table[label_column], label_column, path)
     return pd.DataFrame({"id": ids.values, "text": texts.values, "label": labels.values,
                          "split": split})

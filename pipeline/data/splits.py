@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.config import PrepareParams
-from pipeline.core.errors import DataError
+from pipeline.core.errors import DataError, warn
 from pipeline.core.seed import set_seed
 from pipeline.data.sequences import build_vocab, encode_pad, length_percentiles
 from pipeline.data.subword import Subword, train_subword
@@ -53,6 +53,20 @@ def fold_indices(y: np.ndarray, folds: int, seed: int, where: str = "folds") -> 
     return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(y, y))
 
 
+# Below this share of the rows, a class is one a model can ignore and still score high accuracy.
+RARE_CLASS_SHARE = 0.05
+
+
+def warn_if_imbalanced(y: np.ndarray, names: list[str]) -> None:
+    counts = np.bincount(y, minlength=len(names))
+    rarest = int(np.argmin(np.where(counts > 0, counts, counts.max() + 1)))
+    share = counts[rarest] / counts.sum()
+    if share < RARE_CLASS_SHARE:
+        warn(f"class {names[rarest]!r} is {share:.1%} of the rows ({int(counts[rarest]):,} of {int(counts.sum()):,}): "
+             "accuracy alone flatters a model that never answers it; read macro-F1 and the confusion matrix "
+             "(train.class_weight: balanced weighs it up)")
+
+
 def split_indices(y: np.ndarray, official: np.ndarray | None, cfg: PrepareParams,
                   names: list[str]) -> dict[str, np.ndarray]:
     """Row indices per split, stratified by label and seeded."""
@@ -70,6 +84,14 @@ def split_indices(y: np.ndarray, official: np.ndarray | None, cfg: PrepareParams
     if official is not None:
         train_pool, test = everything[~official], everything[official]
         check_classes(y[train_pool], names, 2, "the official training file")
+        # A class only the test file has: the model could never answer it, and every such row would
+        # count as a mistake no setting can fix.
+        unseen = sorted(set(y[test].tolist()) - set(y[train_pool].tolist()))
+        if unseen:
+            rows = int(np.isin(y[test], unseen).sum())
+            raise DataError(f"the official test file: class {names[unseen[0]]!r} is in the test file only "
+                            f"({len(unseen)} such class(es), {rows:,} test rows); the model would never see "
+                            "it: list the others in dataset.classes")
         train, val = cut(train_pool, cfg.val_size, "validation")
     else:
         check_classes(y, names, 3, "the dataset")
@@ -105,6 +127,7 @@ def prepare_all(tokens: pd.DataFrame, cfg: PrepareParams) -> Preparation:
     if cfg.keep_official_test and (tokens["split"] == "test").any():
         official = (tokens["split"] == "test").to_numpy()
     idx = split_indices(y_all, official, cfg, names)
+    warn_if_imbalanced(y_all, names)
     token_lists = tokens["tokens"].to_numpy()
     train_token_types = len({t for toks in token_lists[idx["train"]] for t in toks})
     subword = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -41,6 +42,15 @@ def storage_url(cfg: TuneParams) -> str:
     return os.environ.get("OPTUNA_STORAGE") or cfg.storage or f"sqlite:///{DEFAULT_DB}"
 
 
+def storage_key() -> str:
+    """Where the storage URL came from, for messages."""
+    return "$OPTUNA_STORAGE" if os.environ.get("OPTUNA_STORAGE") else "tune.storage"
+
+
+# user:password@ in any text (an error that quotes the URL it could not parse)
+_USERINFO = re.compile(r"(//[^/:@\s]*:)[^@\s]*@")
+
+
 def redact(url: str) -> str:
     """The URL without its password, for logs and MLflow."""
     if url.startswith("journal:") or "://" not in url:
@@ -61,7 +71,7 @@ def open_storage(url: str, worker: bool = False) -> optuna.storages.BaseStorage:
     import optuna
 
     if worker and is_sqlite(url):
-        raise StageError(f"tune.storage: {url} is SQLite, which takes one writer at a time ('database is "
+        raise StageError(f"{storage_key()}: {redact(url)} is SQLite, which takes one writer at a time ('database is "
                          "locked' under several workers): use journal:tune/optuna.journal for workers on "
                          "this machine, or a postgresql:// URL for workers on several machines")
     if url.startswith("journal:"):
@@ -88,7 +98,8 @@ def open_storage(url: str, worker: bool = False) -> optuna.storages.BaseStorage:
                 raise
             time.sleep(1.0 + attempt)
         except Exception as exc:
-            raise StageError(f"tune.storage: cannot open {redact(url)}: {' '.join(str(exc).split())[:300]}") from None
+            detail = _USERINFO.sub(r"\1***@", " ".join(str(exc).split()))[:300]
+            raise StageError(f"{storage_key()}: cannot open {redact(url)}: {detail}") from None
     raise AssertionError("unreachable")
 
 
