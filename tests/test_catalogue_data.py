@@ -284,3 +284,38 @@ def test_a_yaml_alias_bomb_is_refused_in_seconds_and_small_memory(where, tmp_pat
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("download: error: params.yaml: "), done.stderr[-2000:]
     assert len(lines[0]) < 400
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("garbage", "$OPTUNA_STORAGE: cannot open garbage: "),
+    ("postgresql://tuner:hunter2@127.0.0.1:1/optuna", "$OPTUNA_STORAGE: cannot open postgresql://tuner:***@127.0.0.1:1"),
+    ("postgresql//tuner:hunter2@127.0.0.1/optuna", "$OPTUNA_STORAGE: cannot open "),
+], ids=["not-a-url", "refused-port-with-password", "misspelt-scheme-with-password"])
+def test_optuna_storage_set_to_garbage_is_one_line_without_the_password(url, says, in_tmp, capsys, monkeypatch):
+    monkeypatch.delenv("PIPELINE_DATA_MIRROR", raising=False)
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump(table_params(write_csv(frame())(in_tmp)), allow_unicode=True),
+                                        encoding="utf-8")
+    for stage in ("download", "tokenize", "prepare"):
+        assert run_stage(stage) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    monkeypatch.setenv("OPTUNA_STORAGE", url)
+    assert run_stage("tune") == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("tune: error: ") and says in err, err
+    assert "hunter2" not in err
+    assert not (in_tmp / "tune").exists() or not any((in_tmp / "tune").iterdir())
+
+
+def test_a_99_to_1_split_is_warned_and_still_scored_per_class(in_tmp, capsys, monkeypatch):
+    """The rare class keeps its rows in every split and its own line in the metrics: macro-F1 shows
+    what accuracy hides."""
+    monkeypatch.delenv("PIPELINE_DATA_MIRROR", raising=False)
+    params = table_params(ninety_nine_to_one(in_tmp))
+    params["train"]["use_tuned"] = False
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    for stage in ("download", "tokenize", "prepare", "train", "evaluate"):
+        assert run_stage(stage) == 0, capsys.readouterr().err
+    assert "warning: class 'b' is 1.0% of the rows" in capsys.readouterr().err
+    metrics = json.loads((in_tmp / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["test/per_class"]["b"]["support"] == 1
+    assert set(metrics["test/per_class"]) == {"a", "b"} and 0 <= metrics["test/macro_f1"] <= 1

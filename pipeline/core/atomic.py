@@ -23,7 +23,8 @@ _CANNOT_WRITE = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the
                  errno.EROFS: "the folder is on a read-only file system",
                  errno.EACCES: "no permission to write there", errno.EPERM: "no permission to write there"}
 _CANNOT_WRITE_TEXT = {"No space left on device": errno.ENOSPC, "File too large": errno.EFBIG,
-                      "Read-only file system": errno.EROFS, "Disk quota exceeded": errno.EDQUOT}
+                      "Read-only file system": errno.EROFS, "Disk quota exceeded": errno.EDQUOT,
+                      "database or disk is full": errno.ENOSPC, "attempt to write a readonly database": errno.EROFS}
 
 
 def cannot_write(exc: BaseException) -> str | None:

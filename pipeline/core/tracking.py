@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import numbers
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from pipeline.core import paths, process
+from pipeline.core.atomic import cannot_write
 from pipeline.core.config import Params, to_dict
 from pipeline.core.errors import TrackingError
 from pipeline.core.process import sigterm_as_interrupt
@@ -297,6 +299,10 @@ def _start(stage: str, dataset: str, run_name: str, nested: bool) -> mlflow.Acti
     import mlflow
 
     uri = tracking_uri()
+    mlflow_log = logging.getLogger("mlflow")
+    level = mlflow_log.level
+    # MLflow logs a store's failure with its traceback before raising it; the one line below says it.
+    mlflow_log.setLevel(logging.CRITICAL)
     try:
         check_reachable(uri)
         experiment_id = ensure_experiment(dataset)
@@ -309,9 +315,17 @@ def _start(stage: str, dataset: str, run_name: str, nested: bool) -> mlflow.Acti
     except TrackingError:
         raise
     except Exception as exc:   # any store failure: one line naming the store and the way out
-        text = " ".join(str(exc).split())
-        raise TrackingError(f"MLflow tracking at {redact(uri)} failed: {redact(text)} "
+        text = _SQL_DETAIL.sub("", " ".join(str(exc).split())).strip()
+        reason = cannot_write(exc)
+        what = f"cannot write the store: {reason} ({redact(text)})" if reason else f"failed: {redact(text)}"
+        raise TrackingError(f"MLflow tracking at {redact(uri)} {what} "
                             "(--no-track runs the stage without it)") from exc
+    finally:
+        mlflow_log.setLevel(level)
+
+
+# SQLAlchemy's statement, parameters and help link: noise in a one-line message.
+_SQL_DETAIL = re.compile(r"\s*(\[SQL: .*?\]|\[parameters: .*?\]|\(Background on this error at: [^)]*\))")
 
 
 @contextmanager

@@ -47,14 +47,16 @@ def storage_key() -> str:
     return "$OPTUNA_STORAGE" if os.environ.get("OPTUNA_STORAGE") else "tune.storage"
 
 
-# user:password@ in any text (an error that quotes the URL it could not parse)
-_USERINFO = re.compile(r"(//[^/:@\s]*:)[^@\s]*@")
+# user:password@ in any text (an error that quotes the URL it could not parse, a URL missing its "://")
+_USERINFO = re.compile(r"((?://|^|[\s'\"/])[^/:@\s'\"]*:)[^@\s'\"]*@")
 
 
 def redact(url: str) -> str:
     """The URL without its password, for logs and MLflow."""
-    if url.startswith("journal:") or "://" not in url:
+    if url.startswith("journal:"):
         return url
+    if "://" not in url:
+        return _USERINFO.sub(r"\1***@", url)
     from sqlalchemy.engine import make_url
 
     try:
