@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import unicodedata
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 from helpers import REPO
-from test_bad_input_stages import QUESTIONS, frame, run_stage, table_params, write_csv
+from test_bad_input_stages import QUESTIONS, Case, frame, run_case, run_stage, table_params, write_csv
 
 
 def tokens(root: Path) -> pd.DataFrame:
@@ -127,18 +126,6 @@ def nested_columns_joined(root: Path) -> None:
     assert tokens(root)["tokens"].map(list).tolist()[0] == ["주민등록", "주민등록", "등본", "발급", "0"]
 
 
-@dataclass
-class Case:
-    id: str
-    write: Callable[[Path], str]
-    stages: tuple[str, ...]
-    code: int
-    says: str
-    table: dict = field(default_factory=dict)
-    check: Callable[[Path], None] | None = None
-    edit: Callable[[dict], None] | None = None     # changes the params before they are written
-
-
 def set_keys(**dotted) -> Callable[[dict], None]:
     def edit(params: dict) -> None:
         for key, value in dotted.items():
@@ -201,24 +188,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_catalogue_data_and_params(case: Case, in_tmp: Path, capsys, monkeypatch):
-    monkeypatch.delenv("PIPELINE_DATA_MIRROR", raising=False)
-    params = table_params(case.write(in_tmp), **case.table)
-    if case.edit:
-        case.edit(params)
-    (in_tmp / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False),
-                                        encoding="utf-8")
-    for stage in case.stages[:-1]:
-        assert run_stage(stage) == 0, capsys.readouterr().err
-    capsys.readouterr()
-    code = run_stage(case.stages[-1])
-    captured = capsys.readouterr()
-    assert code == case.code, captured.err
-    assert case.says in captured.out + captured.err, captured.out + captured.err
-    if case.code == 2:
-        assert len(captured.err.strip().splitlines()) == 1, captured.err
-        assert captured.err.startswith(f"{case.stages[-1]}: error: ")
-    elif case.check:
-        case.check(in_tmp)
+    run_case(case, in_tmp, capsys, monkeypatch)
 
 
 def test_a_class_only_in_the_official_test_file_is_refused(in_tmp, capsys):

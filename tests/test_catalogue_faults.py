@@ -44,8 +44,12 @@ def can_mount() -> str:
         probe.rmdir()
 
 
-WHY_NOT = can_mount()
-needs_mount = pytest.mark.skipif(bool(WHY_NOT), reason=WHY_NOT)
+@pytest.fixture(scope="session")
+def mountable() -> None:
+    """Probed once, when a test of this module runs (not at collection, for every tier)."""
+    why_not = can_mount()
+    if why_not:
+        pytest.skip(why_not)
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -117,7 +121,7 @@ def assert_one_line_error(done: subprocess.CompletedProcess, stage: str, says: s
     return last
 
 
-@needs_mount
+@pytest.mark.usefixtures("mountable")
 @pytest.mark.parametrize("stage", ["download", "tokenize", "prepare", "tune", "train", "evaluate"])
 def test_a_full_disk_under_a_stage_loses_nothing(stage, repro_project: Project, tmp_path):
     with project_on_a_full_disk(repro_project, tmp_path, stage) as project:
@@ -141,7 +145,7 @@ def read_only(folder: Path) -> Iterator[None]:
         subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
 
 
-@needs_mount
+@pytest.mark.usefixtures("mountable")
 def test_a_read_only_data_folder_is_one_line_and_loses_nothing(repro_project: Project, tmp_path):
     project = repro_project.clone(tmp_path / "project")
     project.runs()   # the store exists
@@ -155,7 +159,7 @@ def test_a_read_only_data_folder_is_one_line_and_loses_nothing(repro_project: Pr
             and r.info.status != "FINISHED"] == ["FAILED"]
 
 
-@needs_mount
+@pytest.mark.usefixtures("mountable")
 def test_a_read_only_tracking_folder_is_one_line_before_any_work(repro_project: Project, tmp_path):
     project = repro_project.clone(tmp_path / "project")
     project.runs()

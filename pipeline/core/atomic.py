@@ -27,15 +27,21 @@ _CANNOT_WRITE_TEXT = {"No space left on device": errno.ENOSPC, "File too large":
                       "database or disk is full": errno.ENOSPC, "attempt to write a readonly database": errno.EROFS}
 
 
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """exc and what it was raised from or while handling, innermost last."""
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def cannot_write(exc: BaseException) -> str | None:
     """Why an exception means the output could not be written (disk full, read-only...), or None."""
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in _CANNOT_WRITE:
-            return _CANNOT_WRITE[exc.errno]
+    for link in exception_chain(exc):
+        if isinstance(link, OSError) and link.errno in _CANNOT_WRITE:
+            return _CANNOT_WRITE[link.errno]
         for text, code in _CANNOT_WRITE_TEXT.items():
-            if text in str(exc):
+            if text in str(link):
                 return _CANNOT_WRITE[code]
-        exc = exc.__cause__ or exc.__context__
     return None
 
 

@@ -11,7 +11,7 @@ import sys
 from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, Sequence
 
-from pipeline.core.atomic import cannot_write
+from pipeline.core.atomic import cannot_write, exception_chain
 from pipeline.core.config import Params, load_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.process import sigterm_as_interrupt, watch_owner
@@ -36,17 +36,11 @@ def run_command(name: str, body: Callable[[], int | None], interrupted: str = ""
         reason = cannot_write(exc)
         if reason is None:
             raise
-        where = next((str(e.filename) for e in _chain(exc) if isinstance(e, OSError) and e.filename), "")
+        where = next((str(e.filename) for e in exception_chain(exc) if isinstance(e, OSError) and e.filename), "")
         print(f"{name}: error: {where + ': ' if where else ''}cannot write: {reason} "
               f"({' '.join(str(exc).split())[:200]}); free space or fix the folder, then run again",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-
-
-def _chain(exc: BaseException | None):
-    while exc is not None:
-        yield exc
-        exc = exc.__cause__ or exc.__context__
 
 
 def stage_parser(prog: str, description: str) -> argparse.ArgumentParser:

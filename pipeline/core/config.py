@@ -108,10 +108,7 @@ class TableSource(_Section):
 
 def _class_names(value: Any) -> Any:
     """Compared with labels as the readers give them: NFC and stripped (macOS writes Hangul NFD)."""
-    value = _strings(value)
-    if isinstance(value, (list, tuple)):
-        return tuple(unicodedata.normalize("NFC", v).strip() if isinstance(v, str) else v for v in value)
-    return value
+    return tuple(unicodedata.normalize("NFC", v).strip() for v in _strings(value))
 
 
 class DatasetParams(_Section):

@@ -189,7 +189,8 @@ def _decode(raw: bytes, encoding: str, where: str) -> str:
                         "Windows files)") from None
     except LookupError:
         raise DataError(f"{where}: unknown encoding {encoding!r} (dataset.table.encoding)") from None
-    nuls = text.count("\0")
+    # No zero byte, no NUL character (in every encoding read here): the text needs no second scan.
+    nuls = text.count("\0") if nuls else 0
     if nuls:
         line = text[: text.index("\0")].count("\n") + 1
         warn(f"{where}: {nuls:,} NUL character(s), the first on line {line}: read as spaces")
