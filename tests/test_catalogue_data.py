@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from helpers import REPO
-from test_bad_input_stages import QUESTIONS, Case, frame, run_case, run_stage, table_params, write_csv
+from helpers.stagecases import QUESTIONS, Case, frame, run_case, run_stage, table_params, write_csv
 
 
 def tokens(root: Path) -> pd.DataFrame:
