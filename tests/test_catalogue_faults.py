@@ -122,7 +122,10 @@ def assert_one_line_error(done: subprocess.CompletedProcess, stage: str, says: s
 
 
 @pytest.mark.usefixtures("mountable")
-@pytest.mark.parametrize("stage", ["download", "tokenize", "prepare", "tune", "train", "evaluate"])
+# One stage in `make test` (train: the model, the bundle and the MLflow model are its writes); the
+# other five take 18-27 s each and run in the slow tier (`make test-slow`, in .ci/run when it fits).
+@pytest.mark.parametrize("stage", [pytest.param(s, marks=pytest.mark.slow) if s != "train" else s
+                                   for s in ("download", "tokenize", "prepare", "tune", "train", "evaluate")])
 def test_a_full_disk_under_a_stage_loses_nothing(stage, repro_project: Project, tmp_path):
     with project_on_a_full_disk(repro_project, tmp_path, stage) as project:
         before = snapshot(project.root)

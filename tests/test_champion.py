@@ -40,7 +40,7 @@ def test_the_best_candidate_on_validation_serves_with_the_runner_up_second():
     # The RNN misses row 1, the linear model row 2, less surely: blended (0.2 <= w <= 0.6), neither misses.
     rnn = np.array([[0.9, 0.1], [0.3, 0.7], [0.1, 0.9], [0.1, 0.9]])
     linear = np.array([[0.9, 0.1], [0.9, 0.1], [0.55, 0.45], [0.1, 0.9]])
-    choice = choose(Y, rnn, linear, evaluate_params(), "validation")
+    choice = choose(Y, rnn, linear, evaluate_params(simpler_within=0), "validation")   # 4 rows: only ties
     assert list(choice.candidates) == ["rnn", "linear", "blend"]   # the RNN first in every table
     assert choice.candidates["rnn"]["val/accuracy"] == 0.75 and choice.candidates["linear"]["val/accuracy"] == 0.75
     assert choice.kind == "blend" and choice.candidates["blend"]["val/accuracy"] == 1.0
@@ -51,6 +51,35 @@ def test_the_best_candidate_on_validation_serves_with_the_runner_up_second():
     # Among weights of equal accuracy the lower validation loss wins.
     tied = [g for g in choice.grid if g["val/accuracy"] == 1.0]
     assert choice.candidates["blend"]["val/loss"] == min(g["val/loss"] for g in tied)
+
+
+def test_a_lead_within_one_standard_error_serves_the_simpler_model():
+    # 400 rows: the linear model right on 300, the blend on those and on `extra` more.
+    from pipeline.model.champion import blend
+
+    y = np.array([0, 1] * 200)
+    linear = onehot(np.where(np.arange(400) < 300, y, 1 - y), 0.7)
+
+    def rnn_fixing(extra: int) -> np.ndarray:   # sure where the linear model is wrong on `extra` rows, else unsure
+        rnn = onehot(y, 0.55)
+        rnn[:50] = onehot(1 - y[:50], 0.55)      # and unsurely wrong on 50 the linear model gets right
+        rnn[300 + extra:] = onehot(1 - y[300 + extra:], 0.55)
+        rnn[300:300 + extra] = onehot(y[300:300 + extra], 0.99)
+        return rnn
+
+    # The blend fixes 4 of 400 rows: a lead of 1.0 point, 2 standard errors of the paired difference
+    # (sd of 4 ones in 400 is 0.0995, / sqrt(400)).
+    rnn = rnn_fixing(4)
+    assert (blend(rnn, linear, 0.5).argmax(1) == y).sum() == 304
+    within_1 = choose(y, rnn, linear, evaluate_params(), "validation")
+    assert (within_1.best, within_1.kind, within_1.runner_up) == ("blend", "blend", "linear")
+    assert within_1.lead_se["linear"] == pytest.approx(2.0, abs=0.02) and within_1.lead_se["blend"] == 0
+    within_3 = choose(y, rnn, linear, evaluate_params(simpler_within=3), "validation")
+    assert (within_3.best, within_3.kind, within_3.weight, within_3.runner_up) == ("blend", "linear", 0.0, "blend")
+    # One row fixed: 1.0 standard error, within the default.
+    one = choose(y, rnn_fixing(1), linear, evaluate_params(), "validation")
+    assert (one.best, one.kind, one.lead_se["linear"]) == ("blend", "linear", 1.0)
+    assert choose(y, rnn_fixing(1), linear, evaluate_params(simpler_within=0), "validation").kind == "blend"
 
 
 def test_ties_go_to_the_simpler_model_and_select_by_loss_reads_the_loss():

@@ -189,6 +189,9 @@ def test_up_says_in_one_line_what_stops_it(cluster, tmp_path):
         shutil.rmtree(other, ignore_errors=True)
 
 
+# ~90 s (the whole pipeline under the cluster's services): the slow tier; the cluster's start, stop,
+# worker faults and settings are checked in `make test` by the tests around it.
+@pytest.mark.slow
 @pytest.mark.integration
 def test_the_pipeline_on_the_cluster_with_tune_and_train_workers(cluster, monkeypatch, tmp_path):
     import mlflow

@@ -133,6 +133,9 @@ def tiny_experiment(root: Path) -> None:
                             "tune.space": {"model.units": {"type": "int", "low": 5, "high": 6}}})
 
 
+# ~60 s (a real `dvc exp run` of two variants): the slow tier; how the -S arguments apply is checked
+# in `make test` (test_dvc_applies_the_set_param_arguments_as_intended).
+@pytest.mark.slow
 @pytest.mark.integration
 def test_dvc_exp_run_logs_to_the_repos_store_and_results_come_from_mlflow(tmp_path, monkeypatch, capsys):
     # A fresh project: `dvc exp run --force` runs every stage anyway, so a reproduced one saves nothing.

@@ -295,6 +295,9 @@ class EvaluateParams(_Section):
     linear) and scoring every candidate on the test split (the evaluate stage)."""
     champion: Literal["auto", "rnn", "linear", "blend"] = "auto"   # auto: the best on validation
     select_by: Literal["val/accuracy", "val/loss"] = "val/accuracy"
+    # auto: a simpler candidate serves when the best one leads it by at most this many standard errors
+    # of their paired per-row difference (the one-standard-error rule; 0: only exact ties).
+    simpler_within: float = Field(1.0, ge=0, le=10)
     folds: int = Field(5, ge=0, le=20)   # 1: the val split; k >= 2: out-of-fold over train+val; 0: as tune.folds
     blend_weights: Annotated[tuple[float, ...], BeforeValidator(_weights)] = (
         0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)   # the RNN's weights w tried for w * rnn + (1 - w) * linear

@@ -45,8 +45,9 @@ from pipeline.serve.bundle import CHAMPION_FILE, save_bundle  # noqa: E402
 from pipeline.tuning.best import read_tuned, resolve_tuned  # noqa: E402
 
 # evaluate.*: the champion's choice (the evaluate stage scores the candidates on test); tune.folds: evaluate.folds 0.
-READS = ("dataset.name", "train", "tune.folds", "evaluate.champion", "evaluate.select_by", "evaluate.folds",
-         "evaluate.blend_weights", "evaluate.batch_size", "evaluate.linear")
+READS = ("dataset.name", "train", "tune.folds", "evaluate.champion", "evaluate.select_by",
+         "evaluate.simpler_within", "evaluate.folds", "evaluate.blend_weights", "evaluate.batch_size",
+         "evaluate.linear")
 
 
 def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info: dict, choice: Choice,
