@@ -18,6 +18,7 @@ import pytest
 from helpers import make_params
 from helpers.tinydata import write_table_project
 from pipeline.model.champion import blend, choose
+from pipeline.stages.evaluate import candidate_table
 
 Y = np.array([0, 0, 1, 1])
 
@@ -28,6 +29,12 @@ def onehot(rows, sure: float = 0.9) -> np.ndarray:
 
 def evaluate_params(**keys):
     return make_params(evaluate=keys).evaluate
+
+
+def scored(choice) -> dict:
+    """The evaluate stage's table rows: the validation figures, test figures made up."""
+    return {k: {**row, "test/accuracy": 0.5, "test/macro_f1": 0.5, "test/loss": 1.0}
+            for k, row in choice.candidates.items()}
 
 
 def test_the_blend_is_the_weighted_mean_of_the_parts():
@@ -100,6 +107,10 @@ def test_a_named_champion_serves_whatever_validation_says():
     assert (forced.kind, forced.weight, forced.runner_up) == ("rnn", 1.0, "linear")
     blend_forced = choose(Y, rnn, linear, evaluate_params(champion="blend"), "v")
     assert blend_forced.kind == "blend" and blend_forced.weight == blend_forced.candidates["blend"]["weight"]
+    # The table names the setting, not the one-standard-error rule, when the settings chose.
+    table = candidate_table(scored(blend_forced), "blend", blend_forced.as_json())
+    assert "(evaluate.champion names blend; the best on validation was linear)" in table
+    assert "simpler_within" not in table
     alone = choose(Y, rnn, None, evaluate_params(), "v")
     assert (alone.kind, alone.runner_up, list(alone.candidates)) == ("rnn", None, ["rnn"])
 

@@ -84,6 +84,7 @@ class Choice:
     grid: list[dict] = field(default_factory=list)   # each blend weight tried, with its figures
     best: str | None = None        # the best by select_by (the champion unless a simpler one is within reach)
     lead_se: dict[str, float] = field(default_factory=dict)   # kind -> the best's lead over it, in standard errors
+    named: bool = False            # evaluate.champion named the kind (not auto)
 
     def as_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -115,7 +116,7 @@ def choose(y: np.ndarray, rnn: np.ndarray, linear: np.ndarray | None, cfg: Evalu
     weight = candidates["blend"]["weight"] if kind == "blend" else RNN_WEIGHT[kind]
     ordered = {k: candidates[k] for k in ("rnn", "linear", "blend") if k in candidates}   # the RNN first
     return Choice(kind, weight, runner_up, cfg.select_by, selected_on, len(y), ordered, grid, ranked[0],
-                  {k: round(v, 3) if np.isfinite(v) else v for k, v in lead_se.items()})
+                  {k: round(v, 3) if np.isfinite(v) else v for k, v in lead_se.items()}, cfg.champion != "auto")
 
 
 def resolve_folds(cfg: EvaluateParams, tune_folds: int) -> int:

@@ -141,7 +141,9 @@ def candidate_table(table: dict, kind: str, choice: dict) -> str:
         lines.append(f"  {name:<16}{row['val/accuracy']:9.4f}{row['val/loss']:10.4f}{row['test/accuracy']:10.4f}"
                      f"{row['test/macro_f1']:10.4f}{row['test/loss']:11.4f}" + ("   <- champion" if k == kind else ""))
     best, lead = choice.get("best"), choice.get("lead_se", {}).get(kind)
-    if best and best != kind and lead is not None:
+    if best and best != kind and choice.get("named"):
+        lines.append(f"  (evaluate.champion names {kind}; the best on validation was {best})")
+    elif best and best != kind and lead is not None:
         lines.append(f"  ({best} led {kind} on validation by {lead:g} standard errors, within "
                      f"evaluate.simpler_within: the simpler model serves)")
     return "\n".join(lines)
