@@ -1,20 +1,25 @@
 """Outputs appear whole or not at all: write to a temp file or folder beside the target, then rename.
 
 A failed or interrupted stage (exception, Ctrl-C) removes its temp output and leaves the previous
-output untouched. A full disk, a file-size limit or a read-only folder is one StageError naming the
+output untouched. A writer killed outright (kill -9, out of memory) cannot: its temp names carry its
+host and pid, and the next write of the same output removes them once that process is gone (and puts
+back the previous version if the kill fell between the two renames of a folder swap). A full disk, a file-size limit or a read-only folder is one StageError naming the
 output (not a traceback from whichever library was writing).
 """
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from pipeline.core import process
 from pipeline.core.errors import StageError
 
 # errno -> what to say; libraries that wrap the OSError (pyarrow, h5py) keep its text, matched below.
@@ -63,7 +68,8 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     with _said_as_output_error(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        clear_dead_writers(target)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_prefix(target), suffix=".tmp")
         os.close(fd)
         tmp_path = Path(tmp)
         try:
@@ -86,7 +92,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     with _said_as_output_error(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+        clear_dead_writers(target)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_prefix(target), suffix=".tmp"))
         try:
             yield tmp
             os.chmod(tmp, 0o777 & ~_umask())          # mkdtemp makes 0700
@@ -95,12 +102,38 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
             raise
     old = None
     if target.exists():
-        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=_prefix(target), suffix=".old"))
         old.rmdir()
         os.rename(target, old)
     os.rename(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _prefix(target: Path) -> str:
+    return f".{target.name}.{process.HOST}-{os.getpid()}."
+
+
+def clear_dead_writers(target: Path) -> list[Path]:
+    """Remove the temp outputs beside target left by writers of this host that are gone; them.
+
+    A `.old` folder with no target beside it is the previous version of a swap killed between its
+    renames: it is put back instead.
+    """
+    mine = re.compile(rf"\.{re.escape(target.name)}\.(.+)-(\d+)\.[^.]+\.(tmp|old)$")
+    cleared = []
+    for path in sorted(target.parent.glob(f".{glob.escape(target.name)}.*")):
+        found = mine.fullmatch(path.name)
+        if not found or found[1] != process.HOST or process.alive(int(found[2])):
+            continue
+        if found[3] == "old" and not target.exists():
+            os.rename(path, target)
+        elif path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        cleared.append(path)
+    return cleared
 
 
 def write_json(target: str | Path, data: Any) -> None:
