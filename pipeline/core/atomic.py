@@ -3,8 +3,9 @@
 A failed or interrupted stage (exception, Ctrl-C) removes its temp output and leaves the previous
 output untouched. A writer killed outright (kill -9, out of memory) cannot: its temp names carry its
 host and pid, and the next write of the same output removes them once that process is gone (and puts
-back the previous version if the kill fell between the two renames of a folder swap). A full disk, a file-size limit or a read-only folder is one StageError naming the
-output (not a traceback from whichever library was writing).
+back the previous version if the kill fell between the two renames of a folder swap). A full disk, a
+file-size limit or a read-only folder is one StageError naming the output (not a traceback from
+whichever library was writing).
 """
 from __future__ import annotations
 
