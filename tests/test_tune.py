@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -386,11 +387,14 @@ def test_a_cross_validated_study_scores_each_trial_on_every_fold(project):
         assert list(t.intermediate_values) == [0, 1, 2]   # the pruner saw the running mean per fold
 
 
-def test_a_journal_trial_whose_worker_is_gone_is_failed_and_others_are_left(tmp_path):
-    """Journal storage has no heartbeat: fail_dead_trials looks the trial's worker up on this host.
-    Gone: an exited process, and a live pid whose start time differs (a reused pid). Left alone:
-    a running process, this worker's own trial, another host's trial."""
-    from optuna.storages import JournalStorage
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_a_trial_whose_worker_is_gone_is_failed_and_others_are_left(tmp_path, storage):
+    """fail_dead_trials looks the trial's worker up on this host, on any storage: the journal has no
+    heartbeat, and an RDB's would wait out its grace period (90 s) after a kill -9. Another host's
+    trial is failed only by the heartbeat, once stale. Gone: an exited process, and a live pid whose
+    start time differs (a reused pid). Left alone: a running process, this worker's own trial,
+    another host's trial."""
+    from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
     from pipeline.core import process
@@ -406,7 +410,9 @@ def test_a_journal_trial_whose_worker_is_gone_is_failed_and_others_are_left(tmp_
                    "running, old format": f"{process.HOST}:{running.pid}",
                    "this worker": studies.WORKER,
                    "other host": f"not-{process.HOST}:{exited.pid}:{start:.2f}"}
-        study = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(tmp_path / "j.log"))))
+        study = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(tmp_path / "j.log")))
+                                    if storage == "journal" else RDBStorage(f"sqlite:///{tmp_path / 'o.db'}",
+                                                                            heartbeat_interval=60, grace_period=120))
         numbers = {}
         for label, worker in workers.items():
             trial = study.ask()
@@ -420,3 +426,29 @@ def test_a_journal_trial_whose_worker_is_gone_is_failed_and_others_are_left(tmp_
     states = {label: study.trials[n].state.name for label, n in numbers.items()}
     assert states == {"exited": "FAIL", "reused pid": "FAIL", "running": "RUNNING", "running, old format": "RUNNING",
                       "this worker": "RUNNING", "other host": "RUNNING"}
+
+
+def test_another_hosts_trial_is_failed_by_the_heartbeat_once_stale(tmp_path):
+    """A tune worker on another machine killed mid-trial: its process cannot be looked up, and the main
+    run waiting for it would wait for ever without Optuna's heartbeat (which this check once skipped)."""
+    from optuna.storages import RDBStorage
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    storage = RDBStorage(url, heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(study_name="s", storage=storage)
+    worker = subprocess.Popen([sys.executable, "-c", (
+        "import optuna, time; from optuna.storages import RDBStorage\n"
+        f"s = optuna.load_study(study_name='s', storage=RDBStorage({url!r}, heartbeat_interval=1, grace_period=2))\n"
+        "def objective(t):\n"
+        "    t.set_user_attr('worker', 'elsewhere:1:0'); print('in', flush=True); time.sleep(600)\n"
+        "s.optimize(objective, n_trials=1)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline() == "in\n"
+        time.sleep(1.2)
+        assert studies.fail_dead_trials(study) == []   # beating
+    finally:
+        worker.kill()
+        worker.wait()
+    time.sleep(3)
+    assert studies.fail_dead_trials(study) == [0]
+    assert study.trials[0].state.name == "FAIL"

@@ -257,27 +257,27 @@ def ahead_of(study: optuna.Study, number: int) -> int:
 def fail_dead_trials(study: optuna.Study) -> list[int]:
     """Mark RUNNING trials whose worker is gone as FAIL; their numbers.
 
-    RDB storages do it by heartbeat (Optuna's own). The journal storage has no heartbeat, so a
-    trial of this machine whose process no longer exists is failed here; other machines' trials
-    are left alone (their processes cannot be seen from here).
+    A trial of this machine whose process no longer exists is failed at once, on any storage. Other
+    machines' trials (their processes cannot be seen from here) are failed by Optuna's heartbeat
+    once stale, on an RDB storage with one (study.py's storage); the journal storage has none.
     """
     import optuna
     from optuna.trial import TrialState
 
-    if isinstance(study._storage, optuna.storages.RDBStorage):   # noqa: SLF001 (Optuna's own check)
-        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        return sorted(before - after)
-    failed = []
+    def running() -> set[int]:
+        return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+    before = running()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # A no-op without a heartbeat. (The study's storage is Optuna's cache around the RDB one, so
+        # an isinstance check on RDBStorage, as this function had, never let it run.)
+        optuna.storages.fail_stale_trials(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = str(t.user_attrs.get("worker", ""))
         if owner != WORKER and _gone(owner):
             study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            failed.append(t.number)
-    return failed
+    return sorted(before - running())
 
 
 def _gone(worker: str) -> bool:
