@@ -5,12 +5,11 @@ Each case runs a stage as its own process (as `dvc repro` does) on a clone of th
 left, or a folder bind-mounted read-only. What must hold: exit 2 with one line saying what could not
 be written, every output as it was (byte for byte), no temp file left behind, and the stage's MLflow
 run FAILED (the store is outside the full disk), never RUNNING. Mounting needs root (CI runs as
-root); elsewhere these skip, saying so. kill -9 during each stage is in test_catalogue_kill.py.
+root); elsewhere these skip, saying so. kill -9 and Ctrl-C during a stage are in test_catalogue_kill.py.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import subprocess
@@ -20,13 +19,10 @@ from typing import Iterator
 
 import pytest
 
+from helpers.outputs import leftovers, snapshot
 from helpers.project import Project
 
 pytestmark = pytest.mark.integration
-
-# What each stage writes (dvc.yaml's outs), compared byte for byte before and after the fault.
-OUTPUTS = ("data", "tune", "models", "metrics.json", "scores.json", "plots", "dvc.lock")
-
 
 def can_mount() -> str:
     """'' when this process may mount a tmpfs, else why not."""
@@ -50,19 +46,6 @@ def mountable() -> None:
     why_not = can_mount()
     if why_not:
         pytest.skip(why_not)
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    files = []
-    for rel in OUTPUTS:
-        path = root / rel
-        files += [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
-
-
-def leftovers(root: Path) -> list[str]:
-    """Temp outputs of core/atomic.py (.name.xxxx.tmp / .old) anywhere in the project."""
-    return [str(p.relative_to(root)) for p in root.rglob(".*") if p.name.endswith((".tmp", ".old"))]
 
 
 @contextlib.contextmanager

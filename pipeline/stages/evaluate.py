@@ -113,6 +113,12 @@ def _body(params: Params, args) -> None:
         if len(wrong):
             mlflow.log_table(wrong, "evaluate/mistakes.json")
         train_run_id = json.loads((paths.MODELS_DIR / "run.json").read_text(encoding="utf-8")).get("run_id")
+        if train_run_id and not _in_store(mlflow.MlflowClient(), train_run_id):
+            # models/ trained against another store (a new $MLFLOW_TRACKING_URI, a removed mlruns/).
+            print(f"evaluate: the train run of models/ ({train_run_id}) is not in this MLflow store "
+                  f"({tracking.redact(mlflow.get_tracking_uri())}): the test figures are logged on this run only",
+                  file=sys.stderr)
+            train_run_id = None
         if train_run_id:
             mlflow.set_tag("pipeline.train_run_id", train_run_id)
             tracking.log_datasets(("test",), params.dataset.name, run_id=train_run_id)   # trained on, tested on
@@ -126,6 +132,16 @@ def _body(params: Params, args) -> None:
           f"macro-F1 {metrics['champion/test/macro_f1']:.4f} on {len(y):,} rows -> {paths.METRICS}")
     print(f"evaluate: {len(wrong):,} most confident of {served:,} wrong predictions of the served model"
           f"{f' ({texts_from})' if texts_from else ''} -> {paths.MISTAKES_CSV}")
+
+
+def _in_store(client, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+        return True
+    except MlflowException:
+        return False
 
 
 def _name(choice: dict) -> str:

@@ -58,6 +58,7 @@ def _tune(params: Params, args) -> None:
     from pipeline.model.strategies import make_strategy
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)   # one line per trial comes from `report`
+    studies.no_traceback_on_interrupt()
     data = load_prepared()
     check_space_fits_data(params, data)
     data = dataclasses.replace(data, train=subsample(data.train, cfg.subsample, cfg.sampler_seed))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -288,6 +289,23 @@ def _gone(worker: str) -> bool:
     if host != process.HOST or not pid.isdigit():
         return False
     return not process.alive(int(pid), float(start) if start and float(start) > 0 else None)
+
+
+class _NoTracebackOnInterrupt(logging.Filter):
+    """Optuna logs a failed trial's exception with its traceback before raising it again; for Ctrl-C
+    (or the SIGTERM a stage turns into one) the stage's line `tune: interrupted` says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def no_traceback_on_interrupt() -> None:
+    """Optuna's trial warnings without the traceback of an interrupt (once per process)."""
+    logger = logging.getLogger("optuna.study._optimize")   # where Optuna reports a failed trial
+    if not any(isinstance(f, _NoTracebackOnInterrupt) for f in logger.filters):
+        logger.addFilter(_NoTracebackOnInterrupt())
 
 
 def say(message: str) -> None:
