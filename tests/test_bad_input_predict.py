@@ -246,6 +246,16 @@ def model_option_names_the_keras_file(tmp, model):
     return ["in.csv", "-o", "out.csv", "--model", "model/model.keras"]
 
 
+def input_is_a_folder(tmp, model):
+    write(tmp / "texts" / "a.txt", "w3\n")
+    return ["texts", "-o", "out.csv"]
+
+
+def input_not_utf8_on_line_2(tmp, model):
+    write(tmp / "in.txt", "w3 w9\n".encode() + "세금\n".encode("cp949"))
+    return ["in.txt", "-o", "out.csv"]
+
+
 REBUILD = r"rebuild it with `dvc repro train` or `dvc checkout models`"
 DAMAGED = r"model/model\.keras: damaged or not a Keras model file \(.+\); " + REBUILD
 SAME = r": is the input file itself; writing the predictions there would replace the texts"
@@ -284,6 +294,9 @@ CASES = [
     pytest.param(missing_text_column_before_the_model,
                  r"^in\.csv: no text column 'text'; the columns present are: id, body",
                  id="no-text-column-before-model"),
+    pytest.param(input_is_a_folder, r"^texts: is a folder; INPUT is one file", id="input-is-a-folder"),
+    pytest.param(input_not_utf8_on_line_2, r"^in\.txt: line 2: bytes b'.+' are not valid utf-8 \(pass --encoding, "
+                 "e\\.g\\. cp949", id="input-not-utf8"),
     pytest.param(model_truncated, DAMAGED, id="model-truncated-1000"),
     pytest.param(model_empty, r"model/model\.keras: damaged or not a Keras model file \(the file is empty\); "
                  + REBUILD, id="model-empty"),
@@ -369,6 +382,14 @@ def test_a_blank_line_in_a_one_column_file_keeps_its_row(name, content, tiny_bun
     assert out[EMPTY].tolist() == [False, True, False]
     assert out[PREDICTED].astype(str).tolist()[::2] == ["1", "0"]
     assert "3 documents (1 empty)" in err
+
+
+def test_an_output_in_a_folder_that_does_not_exist_yet_makes_the_folder(tiny_bundle, tmp_path, capsys):
+    write(tmp_path / "in.csv", TEXTS)
+    assert main([str(tmp_path / "in.csv"), "-o", str(tmp_path / "new" / "sub" / "out.csv"),
+                 "--model", str(tiny_bundle)]) == 0
+    assert len(pd.read_csv(tmp_path / "new" / "sub" / "out.csv")) == 2
+    assert os.listdir(tmp_path / "new" / "sub") == ["out.csv"]
 
 
 def test_jsonl_blank_lines_are_counted_in_the_summary(tiny_bundle, tmp_path, capsys):

@@ -66,6 +66,8 @@ class Job:
 def check_job(source: Path, target: Path, *, text_column: str = "text", fmt: str = "auto",
               encoding: str = "utf-8") -> Job:
     """Everything about the input and output that can be refused before the model is loaded."""
+    if source.is_dir():
+        raise DataError(f"{source}: is a folder; INPUT is one file (CSV, TSV, JSON Lines or text)")
     if not source.is_file():
         raise DataError(f"{source}: no such file")
     out_fmt = output_format(target)
