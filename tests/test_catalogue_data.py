@@ -167,6 +167,13 @@ CASES = [
          "joined with '.')", table={"text_columns": ["q"]}),
     Case("source-path-with-spaces-and-hangul", path_with_spaces_and_hangul, ("download", "tokenize"), 0,
          "24 documents"),
+    # Security: a system file named as the table is refused before anything is copied into data/raw
+    # (where `dvc push` would upload it), by URL or through ../ from the project.
+    Case("source-file-url-etc-passwd", lambda root: "file:///etc/passwd", ("download",), 2,
+         "dataset.table.source: 'file:///etc/passwd': cannot tell the format from the file name"),
+    Case("source-dotdot-etc-passwd", lambda root: "../" * len(root.resolve().parts) + "etc/passwd", ("download",), 2,
+         "etc/passwd': cannot tell the format from the file name; set dataset.table.format to csv, tsv, jsonl "
+         "or parquet (nothing was copied)"),
     Case("class-split-99-to-1", ninety_nine_to_one, ("download", "tokenize", "prepare"), 0,
          "warning: class 'b' is 1.0% of the rows (3 of 300)"),
     # params.yaml
@@ -189,6 +196,9 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_catalogue_data_and_params(case: Case, in_tmp: Path, capsys, monkeypatch):
     run_case(case, in_tmp, capsys, monkeypatch)
+    if case.id.endswith("etc-passwd"):
+        assert not (in_tmp / "data" / "raw").exists()
+        assert not list((in_tmp / ".cache").rglob("passwd*"))
 
 
 def test_a_class_only_in_the_official_test_file_is_refused(in_tmp, capsys):

@@ -103,7 +103,7 @@ def read_reuters(files: dict[str, Path], test_split: float = 0.2, seed: int = 11
 
 
 def read_table(path: Path, source: TableSource) -> pd.DataFrame:
-    fmt = source.format if source.format != "auto" else _guess_format(path)
+    fmt = source.format if source.format != "auto" else guess_format(path)
     if fmt == "parquet":
         table = pd.read_parquet(path)
     elif fmt == "jsonl":
@@ -116,7 +116,7 @@ def read_table(path: Path, source: TableSource) -> pd.DataFrame:
                       split="", path=path)
 
 
-def _guess_format(path: Path) -> str:
+def guess_format(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
     if ".parquet" in suffixes or ".pq" in suffixes:
         return "parquet"
