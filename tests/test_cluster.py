@@ -258,7 +258,7 @@ def test_the_pipeline_on_the_cluster_with_tune_and_train_workers(cluster, monkey
     assert set(labels["predicted"]) <= {"행정", "경제", "복지"} and len(labels) == 2
     assert cluster.project.read_json("models/run.json")["model_version"] == "2"   # after the challenger
 
-    # No password in any run's params or tags, the stages' output, the servers' logs or the outputs.
+    # No password in any run's params or tags, artifacts, the stages' output, the servers' logs or the outputs.
     secrets = cluster.secrets()
     for run in runs:
         for value in (*run.data.params.values(), *run.data.tags.values()):
@@ -267,6 +267,9 @@ def test_the_pipeline_on_the_cluster_with_tune_and_train_workers(cluster, monkey
     texts += [(cluster.project.root / rel).read_text() for rel in
               ("dvc.lock", "tune/study.json", "tune/best_params.json", "models/run.json", "tune/trials.csv")]
     texts += [json.dumps([t.user_attrs, t.system_attrs]) for t in study.trials]
+    artifacts = [p for p in (cluster.dir / "artifacts").rglob("*") if p.is_file()]
+    assert len(artifacts) > 10   # every stage's, the models' included
+    texts += [p.read_bytes().decode("utf-8", "replace") for p in artifacts]
     assert not any(s in text for s in secrets for text in texts)
 
     # The DVC remote: push here, pull into a fresh clone, nothing left to run there.
