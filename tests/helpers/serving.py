@@ -11,11 +11,13 @@ from helpers.project import Project
 
 
 @contextmanager
-def model_server(project: Project, model_uri: str, log_path: Path, wait: float = 240) -> Iterator[str]:
-    """The server's /invocations URL once /ping answers; stopped (its process group) on exit."""
+def model_server(project: Project, model_uri: str, log_path: Path, wait: float = 240,
+                 host: str | None = "127.0.0.1") -> Iterator[str]:
+    """The server's /invocations URL once /ping answers; stopped (its process group) on exit.
+    host None: no --host, MLflow's default."""
     port = free_port()
     with server_process([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
-                         "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                         "local", *(["--host", host] if host else []), "--port", str(port), "--workers", "1"],
                         port, "/ping", log_path, wait, cwd=project.root,
                         env={**project.env, "MLFLOW_TRACKING_URI": project.tracking_uri}) as base:
         yield base + "/invocations"
