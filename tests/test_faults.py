@@ -6,30 +6,20 @@ is left RUNNING (KILLED instead, with the run that resumes the work pointing bac
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import psutil
 import pytest
 
+from helpers import outputs
+from helpers.outputs import wait_for
 from helpers.project import Project
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            raise AssertionError(f"{what}: not within {timeout:.0f} s\n{tail}")
-        time.sleep(0.3)
 
 
 def train_runs(project: Project) -> list:
@@ -50,8 +40,7 @@ def running_train(project: Project):
 
 def snapshot(root: Path) -> dict[str, str]:
     """sha256 of what DVC recorded: the model folder, metrics and dvc.lock."""
-    files = [*sorted((root / "models").rglob("*")), root / "dvc.lock", root / "metrics.json"]
-    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
+    return outputs.snapshot(root, ("models", "dvc.lock", "metrics.json"))
 
 
 def gone(pid: int) -> bool:

@@ -17,10 +17,10 @@ from urllib.parse import quote
 from pipeline.core import paths
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.config import DatasetParams, DownloadParams, to_dict
-from pipeline.core.errors import ChecksumMismatch, DataError, FetchError
+from pipeline.core.errors import ChecksumMismatch, FetchError
 from pipeline.data.datasets import KNOWN, DatasetSpec, RemoteFile
 from pipeline.data.fetch import FetchResult, fetch, verify
-from pipeline.data.readers import guess_format
+from pipeline.data.readers import UNKNOWN_FORMAT, format_from_name
 
 MIRROR_ENV = "PIPELINE_DATA_MIRROR"
 
@@ -110,15 +110,10 @@ def fetch_table(dataset: DatasetParams, settings: DownloadParams) -> tuple[Remot
     if "://" not in table.source and not Path(table.source).is_file():
         raise FetchError(f"dataset.table.source: {table.source!r} is not a file "
                          f"(looked from {Path.cwd()})")
-    if table.format == "auto":
-        # Checked before anything is copied: a file named like no table (file:///etc/passwd, a
-        # mistyped path) never lands in data/raw, where `dvc push` would upload it.
-        try:
-            guess_format(Path(name))
-        except DataError:
-            raise FetchError(f"dataset.table.source: {table.source!r}: cannot tell the format from the file "
-                             "name; set dataset.table.format to csv, tsv, jsonl or parquet (nothing was "
-                             "copied)") from None
+    # Checked before anything is copied: a file named like no table (file:///etc/passwd, a mistyped
+    # path) never lands in data/raw, where `dvc push` would upload it.
+    if table.format == "auto" and format_from_name(Path(name)) is None:
+        raise FetchError(f"dataset.table.source: {table.source!r}: {UNKNOWN_FORMAT} (nothing was copied)")
     try:
         result = fetch([table.source], staging / name, checksum=file.checksum or None,
                        retries=settings.retries, timeout=settings.timeout, backoff=settings.backoff,

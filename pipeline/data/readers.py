@@ -103,7 +103,7 @@ def read_reuters(files: dict[str, Path], test_split: float = 0.2, seed: int = 11
 
 
 def read_table(path: Path, source: TableSource) -> pd.DataFrame:
-    fmt = source.format if source.format != "auto" else guess_format(path)
+    fmt = source.format if source.format != "auto" else _guess_format(path)
     if fmt == "parquet":
         table = pd.read_parquet(path)
     elif fmt == "jsonl":
@@ -116,7 +116,8 @@ def read_table(path: Path, source: TableSource) -> pd.DataFrame:
                       split="", path=path)
 
 
-def guess_format(path: Path) -> str:
+def format_from_name(path: Path) -> str | None:
+    """A table's format told by its file name (csv, tsv, jsonl, parquet), or None."""
     suffixes = [s.lower() for s in path.suffixes]
     if ".parquet" in suffixes or ".pq" in suffixes:
         return "parquet"
@@ -126,8 +127,18 @@ def guess_format(path: Path) -> str:
         return "tsv"
     if ".csv" in suffixes:
         return "csv"
-    raise DataError(f"{path}: cannot tell the format from the file name; set dataset.table.format "
-                    "to csv, tsv, jsonl or parquet")
+    return None
+
+
+UNKNOWN_FORMAT = ("cannot tell the format from the file name; set dataset.table.format to csv, tsv, jsonl "
+                  "or parquet")
+
+
+def _guess_format(path: Path) -> str:
+    fmt = format_from_name(path)
+    if fmt is None:
+        raise DataError(f"{path}: {UNKNOWN_FORMAT}")
+    return fmt
 
 
 def _read_json_lines(text: str, path: Path) -> pd.DataFrame:

@@ -112,8 +112,9 @@ def _body(params: Params, args) -> None:
         tracking.log_files([paths.METRICS, *(paths.EVALUATE_PLOTS_DIR / n for n in plots)], "evaluate")
         if len(wrong):
             mlflow.log_table(wrong, "evaluate/mistakes.json")
+        client = mlflow.MlflowClient()
         train_run_id = json.loads((paths.MODELS_DIR / "run.json").read_text(encoding="utf-8")).get("run_id")
-        if train_run_id and not _in_store(mlflow.MlflowClient(), train_run_id):
+        if train_run_id and not _in_store(client, train_run_id):
             # models/ trained against another store (a new $MLFLOW_TRACKING_URI, a removed mlruns/).
             print(f"evaluate: the train run of models/ ({train_run_id}) is not in this MLflow store "
                   f"({tracking.redact(mlflow.get_tracking_uri())}): the test figures are logged on this run only",
@@ -123,7 +124,6 @@ def _body(params: Params, args) -> None:
             mlflow.set_tag("pipeline.train_run_id", train_run_id)
             tracking.log_datasets(("test",), params.dataset.name, run_id=train_run_id)   # trained on, tested on
             # The train run gets the test figures too, so one row in the MLflow UI has them all.
-            client = mlflow.MlflowClient()
             for key, value in flat.items():
                 client.log_metric(train_run_id, key, value)
     print(candidate_table(table, kind, choice), file=sys.stderr)
@@ -157,11 +157,12 @@ def candidate_table(table: dict, kind: str, choice: dict) -> str:
         lines.append(f"  {name:<16}{row['val/accuracy']:9.4f}{row['val/loss']:10.4f}{row['test/accuracy']:10.4f}"
                      f"{row['test/macro_f1']:10.4f}{row['test/loss']:11.4f}" + ("   <- champion" if k == kind else ""))
     best, lead = choice.get("best"), choice.get("lead_se", {}).get(kind)
-    if best and best != kind and choice.get("named"):
-        lines.append(f"  (evaluate.champion names {kind}; the best on validation was {best})")
-    elif best and best != kind and lead is not None:
-        lines.append(f"  ({best} led {kind} on validation by {lead:g} standard errors, within "
-                     f"evaluate.simpler_within: the simpler model serves)")
+    if best and best != kind:
+        if choice.get("named"):
+            lines.append(f"  (evaluate.champion names {kind}; the best on validation was {best})")
+        elif lead is not None:
+            lines.append(f"  ({best} led {kind} on validation by {lead:g} standard errors, within "
+                         f"evaluate.simpler_within: the simpler model serves)")
     return "\n".join(lines)
 
 
