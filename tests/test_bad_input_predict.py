@@ -423,3 +423,21 @@ def test_jsonl_without_the_text_key_in_its_first_records_is_refused(tiny_bundle,
         f"predict: error: {tmp_path / 'in.jsonl'}: no text column 'text'; the columns present are: body "
         "(choose one with --text-column)"]
     assert snapshot(tmp_path) == before
+
+
+def test_a_registry_model_with_the_tracking_server_down_is_one_line_in_seconds(tmp_path, monkeypatch, capsys):
+    """MLflow alone retries a refused connection for minutes; the line names the server, not its password."""
+    from pipeline.core.workers import free_ports
+
+    port = free_ports(1)[0]   # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://analyst:pw-s3cret@127.0.0.1:{port}")
+    write(tmp_path / "in.txt", "w3 w9\n")
+    capsys.readouterr()
+
+    assert main([str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.csv"), "--model", "models:/textclf-x/1"]) == 2
+
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"predict: error: MLflow tracking at http://analyst:***@127.0.0.1:{port}: no answer (connection "
+                     "refused within 5 s); start the server or fix $MLFLOW_TRACKING_URI (without --model, models/ "
+                     "serves what the last dvc repro trained)"]
+    assert not (tmp_path / "out.csv").exists()

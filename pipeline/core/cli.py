@@ -15,6 +15,7 @@ from pipeline.core.atomic import cannot_write, exception_chain
 from pipeline.core.config import Params, load_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.process import sigterm_as_interrupt, watch_owner
+from pipeline.core.tracking import redact
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -24,8 +25,10 @@ def run_command(name: str, body: Callable[[], int | None], interrupted: str = ""
     """body's exit code (None: 0); a PipelineError is one line `name: error: ...` and exit 2."""
     try:
         return body() or 0
+    # Every line is redacted: a message may quote a URL with its password (MLflow's own errors
+    # repeat the tracking server's URL, $MLFLOW_TRACKING_URI's user:password@ included).
     except PipelineError as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
+        print(redact(f"{name}: error: {exc}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{name}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
@@ -37,8 +40,8 @@ def run_command(name: str, body: Callable[[], int | None], interrupted: str = ""
         if reason is None:
             raise
         where = next((str(e.filename) for e in exception_chain(exc) if isinstance(e, OSError) and e.filename), "")
-        print(f"{name}: error: {where + ': ' if where else ''}cannot write: {reason} "
-              f"({' '.join(str(exc).split())[:200]}); free space or fix the folder, then run again",
+        print(redact(f"{name}: error: {where + ': ' if where else ''}cannot write: {reason} "
+                     f"({' '.join(str(exc).split())[:200]}); free space or fix the folder, then run again"),
               file=sys.stderr)
         return EXIT_BAD_INPUT
 

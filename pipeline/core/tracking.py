@@ -245,7 +245,7 @@ def process_tags() -> dict[str, str]:
     return {HOST_TAG: me["host"], PID_TAG: me["pid"], STARTED_TAG: me["started"]}
 
 
-def check_reachable(uri: str) -> None:
+def check_reachable(uri: str, way_out: str = "--no-track runs the stage without it") -> None:
     """Fail in seconds when a tracking server does not answer at all.
 
     MLflow retries a refused connection 7 times with exponential back-off (over 4 minutes) before
@@ -263,8 +263,8 @@ def check_reachable(uri: str) -> None:
         if isinstance(exc, requests.ConnectionError) and "refused" in str(exc).lower():
             reason = "connection refused"
         raise TrackingError(f"MLflow tracking at {redact(uri)}: no answer ({reason} within "
-                            f"{FIRST_CONTACT_SECONDS:g} s); start the server or fix $MLFLOW_TRACKING_URI "
-                            "(--no-track runs the stage without it)") from None
+                            f"{FIRST_CONTACT_SECONDS:g} s); start the server or fix $MLFLOW_TRACKING_URI"
+                            + (f" ({way_out})" if way_out else "")) from None
 
 
 def close_dead_runs(experiment_id: str) -> list[str]:
@@ -338,22 +338,23 @@ def stage_run(stage: str, params: Params, reads: Sequence[str], dataset: str | N
     import mlflow
 
     outer = mlflow.active_run()   # the parent of a nested run, which must stay as it is
-    # Installed before the run starts, so a SIGTERM at any point after that finds the handler.
-    with sigterm_as_interrupt():
-        try:
-            run = _start(stage, dataset or params.dataset.name, run_name or stage, nested)
-            mlflow.set_tags({**run_tags(stage), **process_tags()})
-            mlflow.log_params(flat_params(params, reads))
-            if not nested:   # a trial reads what its stage run has logged
-                log_datasets(STAGE_DATA.get(stage, ()), dataset or params.dataset.name)
-            yield run
-        except KeyboardInterrupt:
-            _end_since(outer, "KILLED")
-            raise
-        except BaseException as exc:
-            _end_since(outer, "FAILED", error=exc)
-            raise
-    _end_since(outer, "FINISHED")
+    with _links_without_password():
+        # Installed before the run starts, so a SIGTERM at any point after that finds the handler.
+        with sigterm_as_interrupt():
+            try:
+                run = _start(stage, dataset or params.dataset.name, run_name or stage, nested)
+                mlflow.set_tags({**run_tags(stage), **process_tags()})
+                mlflow.log_params(flat_params(params, reads))
+                if not nested:   # a trial reads what its stage run has logged
+                    log_datasets(STAGE_DATA.get(stage, ()), dataset or params.dataset.name)
+                yield run
+            except KeyboardInterrupt:
+                _end_since(outer, "KILLED")
+                raise
+            except BaseException as exc:
+                _end_since(outer, "FAILED", error=exc)
+                raise
+        _end_since(outer, "FINISHED")
 
 
 def _end_since(outer: mlflow.ActiveRun | None, status: str, error: BaseException | None = None) -> None:
@@ -371,6 +372,31 @@ def _end_since(outer: mlflow.ActiveRun | None, status: str, error: BaseException
                 mlflow.set_tag("pipeline.error", redact(f"{type(error).__name__}: {error}")[:MAX_TAG_LENGTH])
         finally:
             mlflow.end_run(status)
+            if _OWN_LINKS in os.environ:
+                host = _USERINFO.sub(r"\1", tracking_uri()).rstrip("/")
+                print(f"🏃 View run {active.info.run_name} at: "
+                      f"{host}/#/experiments/{active.info.experiment_id}/runs/{active.info.run_id}")
+
+
+# MLflow's switch, and ours: set, this process (and the stages it starts) print the links.
+_SUPPRESS_LINKS, _OWN_LINKS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "PIPELINE_PRINTS_RUN_LINKS"
+_USERINFO = re.compile(r"(://)[^/@\s]*@")
+
+
+@contextmanager
+def _links_without_password() -> Iterator[None]:
+    """MLflow prints each ended run's link on a tracking server with the URI as given, user:password@
+    included. With a password in the URI, MLflow's print is off and _end_since prints the link
+    without the credentials (the browser asks for them). A user's own switch is left alone."""
+    if redact(tracking_uri()) == tracking_uri() or _SUPPRESS_LINKS in os.environ:
+        yield
+        return
+    os.environ.update({_SUPPRESS_LINKS: "true", _OWN_LINKS: "1"})
+    try:
+        yield
+    finally:
+        for key in (_SUPPRESS_LINKS, _OWN_LINKS):
+            os.environ.pop(key, None)
 
 
 def is_tracking() -> bool:

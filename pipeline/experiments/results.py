@@ -51,6 +51,7 @@ def find_outcomes(names: Sequence[str]) -> dict[str, Outcome]:
     from pipeline.core import tracking
 
     tracking_uri = tracking.tracking_uri()
+    tracking.check_reachable(tracking_uri, way_out="")   # in seconds, not after MLflow's minutes of retries
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     try:
         experiment_ids = [e.experiment_id for e in client.search_experiments()

@@ -282,10 +282,12 @@ def open_model(uri: str) -> Predict:
 def _mlflow_model(uri: str) -> Predict:
     import mlflow
 
-    from pipeline.core.tracking import _no_env_export, tracking_uri
+    from pipeline.core.tracking import _no_env_export, check_reachable, tracking_uri
 
     with _no_env_export():
         mlflow.set_tracking_uri(tracking_uri())
+    if uri.split(":", 1)[0] in ("models", "runs"):   # through the tracking server: fail in seconds
+        check_reachable(tracking_uri(), "without --model, models/ serves what the last dvc repro trained")
     try:
         model = mlflow.pyfunc.load_model(uri)
     except Exception as exc:   # not found, no access, not a pyfunc model: one line with the URI

@@ -87,13 +87,15 @@ def screenshot(url: str, path: Path, size: tuple[int, int] = (1600, 900)) -> Pat
 
 
 @contextmanager
-def mlflow_ui(store_uri: str, log_path: Path, wait: float = 120) -> Iterator[str]:
+def mlflow_ui(store_uri: str, log_path: Path, wait: float = 120, artifacts: Path | None = None) -> Iterator[str]:
     """`mlflow server` over the store on 127.0.0.1 (one worker, no job runner, as `make ui`); its
-    base URL once /health answers. Stopped (its process group) on exit."""
+    base URL once /health answers. Stopped (its process group) on exit. With `artifacts`, it keeps
+    the artifacts of the runs logged through it there (else in ./mlartifacts of the cwd)."""
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    where = ["--artifacts-destination", str(artifacts)] if artifacts else []
     with server_process([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri,
-                         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                         "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *where],
                         port, "/health", log_path, wait, env=env) as base:
         yield base
 
