@@ -3,8 +3,7 @@
 The local cluster's (PostgreSQL, the MLflow tracking server) is checked by tests/test_cluster.py,
 the table sources of system files by tests/test_catalogue_data.py, secrets in runs, artifacts, logs
 and dvc.lock by the cluster's whole-pipeline test and, for a tracking URI with user:password@ on a
-plain machine, below. The k8s manifests bind 0.0.0.0 inside their pods,
-as a pod must.
+plain machine, below. The k8s manifests bind 0.0.0.0 inside their pods, as a pod must.
 """
 from __future__ import annotations
 

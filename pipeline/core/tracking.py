@@ -371,24 +371,32 @@ def _end_since(outer: mlflow.ActiveRun | None, status: str, error: BaseException
                 # The reason beside the status, so the UI shows why without the terminal.
                 mlflow.set_tag("pipeline.error", redact(f"{type(error).__name__}: {error}")[:MAX_TAG_LENGTH])
         finally:
-            mlflow.end_run(status)
-            if _OWN_LINKS in os.environ:
-                host = _USERINFO.sub(r"\1", tracking_uri()).rstrip("/")
-                print(f"🏃 View run {active.info.run_name} at: "
-                      f"{host}/#/experiments/{active.info.experiment_id}/runs/{active.info.run_id}")
+            end_run(status)
+
+
+def end_run(status: str) -> None:
+    """mlflow.end_run of the active run; its link printed here when _links_without_password is on."""
+    import mlflow
+
+    info = mlflow.active_run().info
+    mlflow.end_run(status)
+    if _OWN_LINKS in os.environ:
+        host = _CREDENTIALS.sub(r"\1", tracking_uri()).rstrip("/")
+        print(f"🏃 View run {info.run_name} at: {host}/#/experiments/{info.experiment_id}/runs/{info.run_id}")
 
 
 # MLflow's switch, and ours: set, this process (and the stages it starts) print the links.
 _SUPPRESS_LINKS, _OWN_LINKS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "PIPELINE_PRINTS_RUN_LINKS"
-_USERINFO = re.compile(r"(://)[^/@\s]*@")
+_CREDENTIALS = re.compile(r"(://)[^/@\s]*@")   # user:password@ of a URL, dropped (redact masks it)
 
 
 @contextmanager
 def _links_without_password() -> Iterator[None]:
     """MLflow prints each ended run's link on a tracking server with the URI as given, user:password@
-    included. With a password in the URI, MLflow's print is off and _end_since prints the link
+    included. With a password in the URI, MLflow's print is off and end_run prints the link
     without the credentials (the browser asks for them). A user's own switch is left alone."""
-    if redact(tracking_uri()) == tracking_uri() or _SUPPRESS_LINKS in os.environ:
+    uri = tracking_uri()
+    if redact(uri) == uri or _SUPPRESS_LINKS in os.environ:
         yield
         return
     os.environ.update({_SUPPRESS_LINKS: "true", _OWN_LINKS: "1"})

@@ -284,10 +284,11 @@ def _mlflow_model(uri: str) -> Predict:
 
     from pipeline.core.tracking import _no_env_export, check_reachable, tracking_uri
 
+    store = tracking_uri()
     with _no_env_export():
-        mlflow.set_tracking_uri(tracking_uri())
+        mlflow.set_tracking_uri(store)
     if uri.split(":", 1)[0] in ("models", "runs"):   # through the tracking server: fail in seconds
-        check_reachable(tracking_uri(), "without --model, models/ serves what the last dvc repro trained")
+        check_reachable(store, "without --model, models/ serves what the last dvc repro trained")
     try:
         model = mlflow.pyfunc.load_model(uri)
     except Exception as exc:   # not found, no access, not a pyfunc model: one line with the URI

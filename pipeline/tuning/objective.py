@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.core.config import Params, TrainParams, override
 from pipeline.core.errors import StageError
-from pipeline.core.tracking import experiment_tags
+from pipeline.core.tracking import end_run, experiment_tags
 from pipeline.data.prepared import Prepared
 from pipeline.data.splits import fold_indices
 from pipeline.tuning import study as studies
@@ -185,7 +185,7 @@ def _end_trial_run(run, state: str, seconds: float, reason: str = "") -> None:
     mlflow.set_tag("optuna.state", state)
     if reason:
         mlflow.set_tag("pipeline.error", reason)
-    mlflow.end_run("FAILED" if state == "FAIL" else "FINISHED")
+    end_run("FAILED" if state == "FAIL" else "FINISHED")   # its link, without a password in the URI
 
 
 def fail_reason(trial) -> str:
