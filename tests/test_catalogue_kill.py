@@ -43,10 +43,10 @@ def store(project: Project) -> Path:
     return project.root / "mlruns" / "mlflow.db"
 
 
-def start_dvc_repro(project: Project, log: Path) -> subprocess.Popen:
+def start_dvc_repro(project: Project, log: Path, *args: str) -> subprocess.Popen:
     project.runs()   # the store exists before the stage starts, as after any earlier stage
     with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=project.root, env=project.env,
+        return subprocess.Popen([sys.executable, "-m", "dvc", "repro", *args], cwd=project.root, env=project.env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -121,6 +121,34 @@ def test_kill_9_during_a_stage_then_dvc_repro_leaves_nothing_stale(stage, repro_
         assert "is not in this MLflow store" in said and "test figures are logged on this run only" in said
     if stage == "tune":   # the killed trial failed, and the study holds its three trials
         assert study_states(project) == ["COMPLETE"] * 3 + ["FAIL"]
+
+
+def test_kill_9_during_a_forced_rerun_of_nothing_changed_then_dvc_repro_ends_its_run(repro_project: Project,
+                                                                                   tmp_path):
+    """`dvc repro --force` with nothing changed, killed: dvc.lock still matches every output, so the
+    next `dvc repro` has no stage of the work to run. download runs on every `dvc repro`
+    (always_changed) and opens a stage run, so it is the one that marks the dead run KILLED."""
+    project = repro_project.clone(tmp_path / "project")
+    before = snapshot(project.root)
+    log = tmp_path / "dvc.log"
+    dvc = start_dvc_repro(project, log, "--force", "--single-item", "evaluate")
+    try:
+        run = caught_mid_run(project, "evaluate", log)
+        os.kill(run["pid"], signal.SIGKILL)
+        assert dvc.wait(timeout=120) != 0
+    finally:
+        stop_everything(dvc)
+    assert [r["run_id"] for r in running_stage_runs(store(project), "evaluate")] == [run["run_id"]]
+
+    again = project.dvc("repro")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    said = again.stdout + again.stderr
+    assert re.findall(r"Running stage '(\w+)'", said) == ["download"], said[-3000:]
+    assert f"download: marked 1 run(s) KILLED whose process is gone: {run['run_id']}" in said, said[-3000:]
+    assert project.client().get_run(run["run_id"]).info.status == "KILLED"
+    assert not [r for r in project.runs() if r.info.status == "RUNNING"]
+    assert neither_recorded_nor_rerun(before, snapshot(project.root), before) == []
+    assert leftovers(project.root) == []
 
 
 @pytest.mark.slow
