@@ -33,9 +33,11 @@ $(STAMP): pyproject.toml requirements.lock
 repro: $(STAMP)  ## run the pipeline (dvc repro) on the dataset in params.yaml
 	$(BIN)/dvc repro
 
-# pytest's options (markers, -m 'not slow', --durations) are in pyproject.toml. Both tiers run on
-# two xdist workers (measured: one, or three, take longer on 2 cores); the tests that share the
-# `dvc repro`'d project or the tiny bundle stay on one worker (--dist loadgroup, tests/conftest.py).
+# pytest's options (markers, -m 'not slow', --durations) are in pyproject.toml. `make test` and
+# test-fast run on two xdist workers (measured: one, or three, take longer on 2 cores); the tests that
+# share the `dvc repro`'d project or the tiny bundle stay on one worker (--dist loadgroup,
+# tests/conftest.py). test-slow runs one test at a time: its tests are multi-process runs (a cluster,
+# two workers) and kills timed against a stage's work, which a second worker would crowd.
 PYTEST_WORKERS ?= 2
 XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 

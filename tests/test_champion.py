@@ -142,8 +142,10 @@ def test_a_gain_at_one_weight_everywhere_survives_the_held_out_check():
     assert all(0.3 <= w <= 0.7 for w in choice.blend_held_out["weights"])
     table = candidate_table(scored(choice), "blend", choice.as_json())
     assert "each part's w chosen on the other rows: val/accuracy 0.7750" in table
-    # A class of one row in the split: no chunks, the in-sample best stands.
-    assert weight_groups(np.array([0, 0, 0, 1]), 1, seed=0) == []
+    # A class of one row (Reuters' validation split has such): still five chunks, that row in one.
+    rare = weight_groups(np.array([0] * 9 + [1]), 1, seed=0)
+    assert len(rare) == 5 and sorted(np.concatenate(rare).tolist()) == list(range(10))
+    assert weight_groups(np.array([0, 1]), 1, seed=0) == []   # no class of two rows: the in-sample best stands
 
 
 def test_ties_go_to_the_simpler_model_and_select_by_loss_reads_the_loss():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -105,11 +106,18 @@ def _best_weight(y: np.ndarray, rnn: np.ndarray, linear: np.ndarray, cfg: Evalua
 
 def weight_groups(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
     """The groups whose weights are chosen on the others: the out-of-fold folds (folds >= 2, as
-    rnn_out_of_fold's), or up to five stratified chunks of a validation split; [] when a class has
-    fewer than two rows (no held-out check: the in-sample best stands)."""
-    present = np.bincount(y)[np.bincount(y) > 0]
-    k = folds if folds >= 2 else min(5, int(present.min()) if len(present) else 0)
-    return [held for _, held in fold_indices(y, k, seed, "evaluate.folds")] if k >= 2 else []
+    rnn_out_of_fold's), or five chunks of a validation split, stratified as far as its classes allow
+    (Reuters' validation split has classes of one row); [] when no class has two rows."""
+    if folds >= 2:
+        return [held for _, held in fold_indices(y, folds, seed, "evaluate.folds")]
+    from sklearn.model_selection import StratifiedKFold
+
+    k = min(5, int(np.bincount(y).max()) if len(y) else 0)
+    if k < 2:
+        return []
+    with warnings.catch_warnings():   # a class of fewer rows than chunks: its rows go to some of them
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        return [held for _, held in StratifiedKFold(k, shuffle=True, random_state=seed).split(y, y)]
 
 
 def blend_held_out(y: np.ndarray, rnn: np.ndarray, linear: np.ndarray, cfg: EvaluateParams,
