@@ -97,14 +97,12 @@ def main() -> int:
         if inner >= 2:
             oof_rnn = ch.rnn_out_of_fold(fold, cfg, strategy, inner, ch.kept_epochs(result.kept_epochs), False)
             oof_linear = ch.linear_out_of_fold(fold_rows, evaluate.linear, data.labels, inner, cfg.seed)
-            choice = ch.choose(fold_rows.y, oof_rnn, oof_linear, evaluate, f"{inner}-fold out-of-fold",
-                               ch.weight_groups(fold_rows.y, inner, cfg.seed))
+            choice = ch.choose(fold_rows.y, oof_rnn, oof_linear, evaluate, f"{inner}-fold out-of-fold")
         else:
             on_val = predict_proba(result.validated, fold.val["x"], fold.val["length"], data.padding, 256)
             inner_train, inner_val = lin.take(rows, fit_idx), lin.take(rows, stop_idx)
             choice = ch.choose(inner_val.y, on_val, ch.linear_on_validation(inner_train, inner_val, evaluate.linear,
-                                                                            data.labels), evaluate, "validation",
-                               ch.weight_groups(inner_val.y, 1, cfg.seed))
+                                                                            data.labels), evaluate, "validation")
         linear = lin.fit_linear(evaluate.linear, fold_rows, data.labels)
         y = pool["y"][held_out]
         rnn_p = predict_proba(result.model, pool["x"][held_out], pool["length"][held_out], data.padding, 256)

@@ -89,65 +89,6 @@ def test_a_lead_within_one_standard_error_serves_the_simpler_model():
     assert choose(y, rnn_fixing(1), linear, evaluate_params(simpler_within=0), "validation").kind == "blend"
 
 
-def test_the_blend_s_lead_is_scored_with_weights_chosen_on_other_rows():
-    """The best of nine weights on the rows it is scored on is optimistic: here each group's rows gain
-    only at their own weight, so the best weight (0.1) gains 4 rows of 400 in-sample (2 standard
-    errors: the blend would serve) and nothing where each group's weight is chosen on the others."""
-    from pipeline.model.champion import weight_groups
-
-    y = np.array([0, 1] * 200)
-    groups = weight_groups(y, 5, seed=0)
-    assert sorted(np.concatenate(groups).tolist()) == list(range(400)) and len(groups) == 5
-    sure_true = np.full(400, 0.7)             # p(true class): both parts right on every other row
-    linear, rnn = sure_true.copy(), sure_true.copy()
-    linear[::4], rnn[::4] = 0.9, 0.45          # the RNN alone unsurely wrong on a quarter: far behind
-    for g, held in enumerate(groups):         # group g gains n rows at w = 0.1 (g + 1), loses n above it
-        w, n = 0.1 * (g + 1), 4 if g == 0 else 3
-        fixed, broken = held[:n], held[n:2 * n]
-        linear[fixed], rnn[fixed] = 0.49, 0.49 + 0.01 / (w - 0.05)      # right from w on
-        linear[broken], rnn[broken] = 0.51, 0.51 - 0.01 / (w + 0.05)    # wrong above w
-    as_proba = lambda p: np.where(y[:, None] == np.arange(2), p[:, None], 1 - p[:, None])   # noqa: E731
-    rnn, linear = as_proba(rnn), as_proba(linear)
-
-    in_sample = choose(y, rnn, linear, evaluate_params(), "5-fold out-of-fold")
-    assert in_sample.candidates["linear"]["val/accuracy"] == 384 / 400
-    assert in_sample.candidates["blend"] == {**in_sample.candidates["blend"], "weight": 0.1, "val/accuracy": 388 / 400}
-    assert (in_sample.kind, in_sample.blend_held_out) == ("blend", {})
-    assert in_sample.lead_se["linear"] == pytest.approx(2.0, abs=0.02)
-
-    checked = choose(y, rnn, linear, evaluate_params(), "5-fold out-of-fold", groups)
-    assert checked.kind == "linear" and checked.best == "blend"   # the candidates' figures are still the grid's
-    assert checked.blend_held_out["val/accuracy"] == checked.candidates["linear"]["val/accuracy"]
-    assert checked.lead_se["linear"] == 0
-    own = [round(0.1 * (g + 1), 1) for g in range(5)]
-    assert len(checked.blend_held_out["weights"]) == 5
-    assert all(w != mine for w, mine in zip(checked.blend_held_out["weights"], own))
-
-
-def test_a_gain_at_one_weight_everywhere_survives_the_held_out_check():
-    from pipeline.model.champion import weight_groups
-
-    y = np.array([0, 1] * 200)
-    linear = onehot(np.where(np.arange(400) < 300, y, 1 - y), 0.7)
-    rnn = onehot(y, 0.55)
-    rnn[:50] = onehot(1 - y[:50], 0.55)             # unsurely wrong where the linear model is right
-    rnn[300:] = onehot(1 - y[300:], 0.55)
-    fixed = np.arange(300, 400, 10)                 # sure and right on 10 rows the linear model misses
-    rnn[fixed] = onehot(y[fixed], 0.99)
-    groups = weight_groups(y, 1, seed=0)            # a validation split: five stratified chunks
-    assert len(groups) == 5
-    choice = choose(y, rnn, linear, evaluate_params(), "validation", groups)
-    assert choice.kind == "blend" and choice.candidates["blend"]["val/accuracy"] == 310 / 400
-    assert choice.blend_held_out["val/accuracy"] == 310 / 400   # every group's weight fixes its rows
-    assert all(0.3 <= w <= 0.7 for w in choice.blend_held_out["weights"])
-    table = candidate_table(scored(choice), "blend", choice.as_json())
-    assert "each part's w chosen on the other rows: val/accuracy 0.7750" in table
-    # A class of one row (Reuters' validation split has such): still five chunks, that row in one.
-    rare = weight_groups(np.array([0] * 9 + [1]), 1, seed=0)
-    assert len(rare) == 5 and sorted(np.concatenate(rare).tolist()) == list(range(10))
-    assert weight_groups(np.array([0, 1]), 1, seed=0) == []   # no class of two rows: the in-sample best stands
-
-
 def test_ties_go_to_the_simpler_model_and_select_by_loss_reads_the_loss():
     same = onehot([0, 0, 1, 1], 0.8)
     choice = choose(Y, same, same, evaluate_params(), "validation")

@@ -14,17 +14,13 @@ The test split is never read here. The champion is the simplest candidate (linea
 blend) that the best one by evaluate.select_by beats by no more than evaluate.simpler_within standard
 errors of their paired per-row difference (the one-standard-error rule: on 1,700 Seoul 120 rows the
 blend's out-of-fold lead over the linear model was noise, and on five outer folds it served 0.0021 below
-it); 0 keeps only exact ties. The blend's rows in that comparison are scored with weights chosen on
-other rows (each group of the rows scored by the weight best on the rest: the folds, or five chunks of
-the validation split), as the best of nine weights on the rows it is scored on is optimistic: its
-lead is what choosing w is worth, not its luck. evaluate.champion can name one instead.
+it); 0 keeps only exact ties. evaluate.champion can name one instead.
 The served linear model is then fitted on train + val, as the RNN's refit is (pipeline/stages/train.py).
 """
 from __future__ import annotations
 
 import dataclasses
 import sys
-import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -89,71 +85,29 @@ class Choice:
     best: str | None = None        # the best by select_by (the champion unless a simpler one is within reach)
     lead_se: dict[str, float] = field(default_factory=dict)   # kind -> the best's lead over it, in standard errors
     named: bool = False            # evaluate.champion named the kind (not auto)
-    # The blend scored with each group's weight chosen on the other groups: its figure and those weights.
-    blend_held_out: dict = field(default_factory=dict)
 
     def as_json(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _best_weight(y: np.ndarray, rnn: np.ndarray, linear: np.ndarray, cfg: EvaluateParams) -> tuple[dict, list[dict]]:
-    """The best blend weight's figures on rows `y`, and every weight's."""
-    better, other = _better(cfg.select_by), _better("val/loss" if cfg.select_by == "val/accuracy" else "val/accuracy")
-    grid = [{"weight": w, **scores(y, blend(rnn, linear, w))} for w in cfg.blend_weights]
-    # Between weights the other figure breaks a tie (accuracy moves in whole rows); then the lower weight.
-    return max(grid, key=lambda g: (better(g), other(g), -g["weight"])), grid
-
-
-def weight_groups(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
-    """The groups whose weights are chosen on the others: the out-of-fold folds (folds >= 2, as
-    rnn_out_of_fold's), or five chunks of a validation split, stratified as far as its classes allow
-    (Reuters' validation split has classes of one row); [] when no class has two rows."""
-    if folds >= 2:
-        return [held for _, held in fold_indices(y, folds, seed, "evaluate.folds")]
-    from sklearn.model_selection import StratifiedKFold
-
-    k = min(5, int(np.bincount(y).max()) if len(y) else 0)
-    if k < 2:
-        return []
-    with warnings.catch_warnings():   # a class of fewer rows than chunks: its rows go to some of them
-        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
-        return [held for _, held in StratifiedKFold(k, shuffle=True, random_state=seed).split(y, y)]
-
-
-def blend_held_out(y: np.ndarray, rnn: np.ndarray, linear: np.ndarray, cfg: EvaluateParams,
-                   groups: Sequence[np.ndarray]) -> tuple[np.ndarray, list[float]]:
-    """Each row's part of the selected figure under the blend whose weight was chosen on the other
-    groups' rows, and the weight each group got."""
-    rows, weights = np.zeros(len(y)), []
-    for held in groups:
-        rest = np.setdiff1d(np.arange(len(y)), held)
-        w = _best_weight(y[rest], rnn[rest], linear[rest], cfg)[0]["weight"]
-        rows[held] = per_row(y[held], blend(rnn[held], linear[held], w), cfg.select_by)
-        weights.append(w)
-    return rows, weights
-
-
 def choose(y: np.ndarray, rnn: np.ndarray, linear: np.ndarray | None, cfg: EvaluateParams,
-           selected_on: str, groups: Sequence[np.ndarray] = ()) -> Choice:
-    """The champion among the candidates scored on rows `y` (never test rows); `groups` (weight_groups)
-    score the blend's lead with weights chosen on other rows."""
+           selected_on: str) -> Choice:
+    """The champion among the candidates scored on rows `y` (never test rows)."""
     better = _better(cfg.select_by)
     candidates = {"rnn": scores(y, rnn)}
     probas = {"rnn": rnn}
     grid: list[dict] = []
-    held_out: dict = {}
     if linear is not None:
         probas["linear"] = linear
         candidates["linear"] = scores(y, linear)
-        best, grid = _best_weight(y, rnn, linear, cfg)
+        grid = [{"weight": w, **scores(y, blend(rnn, linear, w))} for w in cfg.blend_weights]
+        other = "val/loss" if cfg.select_by == "val/accuracy" else "val/accuracy"
+        # Between weights the other figure breaks a tie (accuracy moves in whole rows); then the lower weight.
+        best = max(grid, key=lambda g: (better(g), _better(other)(g), -g["weight"]))
         candidates["blend"] = dict(best)
         probas["blend"] = blend(rnn, linear, best["weight"])
     ranked = sorted((k for k in KINDS if k in candidates), key=lambda k: (-better(candidates[k]), KINDS.index(k)))
     rows = {k: per_row(y, p, cfg.select_by) for k, p in probas.items()}
-    if linear is not None and len(groups) >= 2:
-        rows["blend"], weights = blend_held_out(y, rnn, linear, cfg, groups)
-        mean = float(rows["blend"].mean())
-        held_out = {cfg.select_by: mean if cfg.select_by == "val/accuracy" else -mean, "weights": weights}
     lead_se = {k: standard_errors(rows[ranked[0]], rows[k]) for k in ranked}
     # The simplest candidate the best one does not clearly beat (the best itself leads by 0).
     within = next(k for k in KINDS if k in lead_se and lead_se[k] <= cfg.simpler_within)
@@ -162,8 +116,7 @@ def choose(y: np.ndarray, rnn: np.ndarray, linear: np.ndarray | None, cfg: Evalu
     weight = candidates["blend"]["weight"] if kind == "blend" else RNN_WEIGHT[kind]
     ordered = {k: candidates[k] for k in ("rnn", "linear", "blend") if k in candidates}   # the RNN first
     return Choice(kind, weight, runner_up, cfg.select_by, selected_on, len(y), ordered, grid, ranked[0],
-                  {k: round(v, 3) if np.isfinite(v) else v for k, v in lead_se.items()}, cfg.champion != "auto",
-                  held_out)
+                  {k: round(v, 3) if np.isfinite(v) else v for k, v in lead_se.items()}, cfg.champion != "auto")
 
 
 def resolve_folds(cfg: EvaluateParams, tune_folds: int) -> int:
@@ -233,11 +186,10 @@ def select(data: Prepared, validated, cfg: EvaluateParams, train_cfg: TrainParam
     both = concat_rows([train, val])
     if folds >= 2:
         linear = linear_out_of_fold(both, cfg.linear, data.labels, folds, train_cfg.seed)
-        choice = choose(both.y, oof_rnn, linear, cfg, f"{folds}-fold out-of-fold",
-                        weight_groups(both.y, folds, train_cfg.seed))
+        choice = choose(both.y, oof_rnn, linear, cfg, f"{folds}-fold out-of-fold")
     else:
         choice = choose(val.y, rnn_on_val(), linear_on_validation(train, val, cfg.linear, data.labels), cfg,
-                        "validation", weight_groups(val.y, 1, train_cfg.seed))
+                        "validation")
     return choice, fit_linear(cfg.linear, both, data.labels)
 
 

@@ -156,11 +156,6 @@ def candidate_table(table: dict, kind: str, choice: dict) -> str:
         name = f"blend w={row['weight']:g}" if k == "blend" else k
         lines.append(f"  {name:<16}{row['val/accuracy']:9.4f}{row['val/loss']:10.4f}{row['test/accuracy']:10.4f}"
                      f"{row['test/macro_f1']:10.4f}{row['test/loss']:11.4f}" + ("   <- champion" if k == kind else ""))
-    held_out = choice.get("blend_held_out")
-    if held_out:
-        lines.append(f"  (the blend with each part's w chosen on the other rows: {choice['select_by']} "
-                     f"{held_out[choice['select_by']]:.4f}, w = {', '.join(f'{w:g}' for w in held_out['weights'])}; "
-                     "its lead is what the choice compares)")
     best, lead = choice.get("best"), choice.get("lead_se", {}).get(kind)
     if best and best != kind:
         if choice.get("named"):

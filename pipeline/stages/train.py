@@ -214,8 +214,6 @@ def _train(params: Params, args, distribute: str) -> None:
     if active:
         mlflow.log_metrics({f"{kind}/{key}": value for kind, figures in choice.candidates.items()
                             for key, value in figures.items()})
-        if choice.blend_held_out:   # the blend with w chosen on other rows: what the choice compared
-            mlflow.log_metric(f"blend_held_out/{choice.select_by}", choice.blend_held_out[choice.select_by])
         mlflow.set_tags({"champion": choice.kind, "champion.selected_on": choice.selected_on,
                          "champion.select_by": choice.select_by})
     write_models_dir(result, data, params, run_info, choice, linear,
