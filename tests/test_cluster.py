@@ -424,8 +424,8 @@ def test_a_worker_dies_with_the_stage_that_started_it(tmp_path):
 
 
 def test_worker_counts_and_url_passwords():
-    from pipeline.core import tracking, workers
-    from pipeline.core.errors import StageError
+    from pipeline.core import workers
+    from pipeline.core.errors import StageError, mask_credentials
 
     assert workers.count("TUNE_WORKERS") == 1
     os.environ["TUNE_WORKERS"] = "many"
@@ -435,5 +435,8 @@ def test_worker_counts_and_url_passwords():
         assert "TUNE_WORKERS" not in workers.worker_env()
     finally:
         del os.environ["TUNE_WORKERS"]
-    assert tracking.redact("storage postgresql+psycopg://optuna:s3cr-t_@127.0.0.1:5432/optuna, http://h:5000/x") == \
+    assert mask_credentials("storage postgresql+psycopg://optuna:s3cr-t_@127.0.0.1:5432/optuna, http://h:5000/x") == \
         "storage postgresql+psycopg://optuna:***@127.0.0.1:5432/optuna, http://h:5000/x"
+    # A "/" in the password, a URL without "://", a scheme that is not a user: each masked once, as it should be.
+    assert mask_credentials("http://analyst:p/w@h:5000 or analyst:pw@h/db; sqlite:///x.db") == \
+        "http://analyst:***@h:5000 or analyst:***@h/db; sqlite:///x.db"

@@ -13,9 +13,8 @@ from typing import Callable, Sequence
 
 from pipeline.core.atomic import cannot_write, exception_chain
 from pipeline.core.config import Params, load_params
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, mask_credentials
 from pipeline.core.process import sigterm_as_interrupt, watch_owner
-from pipeline.core.tracking import redact
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -28,7 +27,7 @@ def run_command(name: str, body: Callable[[], int | None], interrupted: str = ""
     # Every line is redacted: a message may quote a URL with its password (MLflow's own errors
     # repeat the tracking server's URL, $MLFLOW_TRACKING_URI's user:password@ included).
     except PipelineError as exc:
-        print(redact(f"{name}: error: {exc}"), file=sys.stderr)
+        print(mask_credentials(f"{name}: error: {exc}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{name}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
@@ -40,7 +39,7 @@ def run_command(name: str, body: Callable[[], int | None], interrupted: str = ""
         if reason is None:
             raise
         where = next((str(e.filename) for e in exception_chain(exc) if isinstance(e, OSError) and e.filename), "")
-        print(redact(f"{name}: error: {where + ': ' if where else ''}cannot write: {reason} "
+        print(mask_credentials(f"{name}: error: {where + ': ' if where else ''}cannot write: {reason} "
                      f"({' '.join(str(exc).split())[:200]}); free space or fix the folder, then run again"),
               file=sys.stderr)
         return EXIT_BAD_INPUT

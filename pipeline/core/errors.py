@@ -6,7 +6,18 @@ input was wrong, and its message names the file, row, key or parameter.
 """
 from __future__ import annotations
 
+import re
 import sys
+
+# user:password@ in any text: a URL (postgresql://optuna:pw@db/optuna, http://me:pw@host), a URL
+# missing its "://", an error that quotes the URL it could not parse. The password ends at "@", so
+# one holding "/" is masked too; "scheme:" followed by "//" is a scheme, not a user.
+_USERINFO = re.compile(r"((?://|^|[\s'\"/])[^/:@\s'\"]*:)(?!//)[^@\s'\"]*@")
+
+
+def mask_credentials(text: str) -> str:
+    """The text with the password of every user:password@ in it replaced by ***."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def warn(message: str) -> None:

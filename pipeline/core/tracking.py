@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 from pipeline.core import paths, process
 from pipeline.core.atomic import cannot_write
 from pipeline.core.config import Params, to_dict
-from pipeline.core.errors import TrackingError
+from pipeline.core.errors import TrackingError, mask_credentials
 from pipeline.core.process import sigterm_as_interrupt
 
 if TYPE_CHECKING:
@@ -43,8 +43,6 @@ MAX_TAG_LENGTH = 8000         # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
 # "경제" are accepted as they are (a test checks this against the real store). Inside one name
 # segment "/" is our separator and ":" is refused on Windows, so both are escaped.
 _SEGMENT_CHAR = re.compile(r"[\w.\- ]")
-# user:password@ in a URL (postgresql://optuna:pw@db/optuna, http://me:pw@host): never logged.
-_URL_PASSWORD = re.compile(r"(\b[A-Za-z][\w+.-]*://[^/\s:@]*):[^@\s/]*@")
 
 
 # What kind of experiment this is, for MLflow 3's UI: "custom_model_development" is its "Machine
@@ -59,9 +57,6 @@ STAGE_DATA = {"tokenize": ("raw",), "prepare": ("tokens",), "tune": ("train", "v
 DIGEST_LENGTH = 12   # hex characters; MLflow allows 36 and suggests about 8
 
 
-def redact(text: str) -> str:
-    """The text with the password of every URL in it replaced by ***."""
-    return _URL_PASSWORD.sub(r"\1:***@", text)
 
 
 
@@ -169,7 +164,7 @@ def flat_params(params: Params, reads: Sequence[str]) -> dict[str, str]:
     flat: dict[str, str] = {}
     for read in reads:
         for key, value in _flatten(to_dict(_resolve(params, read)), read):
-            flat[key] = redact(str(value))[:MAX_PARAM_LENGTH]
+            flat[key] = mask_credentials(str(value))[:MAX_PARAM_LENGTH]
     return flat
 
 
@@ -262,7 +257,7 @@ def check_reachable(uri: str, way_out: str = "--no-track runs the stage without 
         reason = type(exc).__name__
         if isinstance(exc, requests.ConnectionError) and "refused" in str(exc).lower():
             reason = "connection refused"
-        raise TrackingError(f"MLflow tracking at {redact(uri)}: no answer ({reason} within "
+        raise TrackingError(f"MLflow tracking at {mask_credentials(uri)}: no answer ({reason} within "
                             f"{FIRST_CONTACT_SECONDS:g} s); start the server or fix $MLFLOW_TRACKING_URI"
                             + (f" ({way_out})" if way_out else "")) from None
 
@@ -315,10 +310,10 @@ def _start(stage: str, dataset: str, run_name: str, nested: bool) -> mlflow.Acti
     except TrackingError:
         raise
     except Exception as exc:   # any store failure: one line naming the store and the way out
-        text = _SQL_DETAIL.sub("", " ".join(str(exc).split())).strip()
+        text = mask_credentials(_SQL_DETAIL.sub("", " ".join(str(exc).split())).strip())
         reason = cannot_write(exc)
-        what = f"cannot write the store: {reason} ({redact(text)})" if reason else f"failed: {redact(text)}"
-        raise TrackingError(f"MLflow tracking at {redact(uri)} {what} "
+        what = f"cannot write the store: {reason} ({text})" if reason else f"failed: {text}"
+        raise TrackingError(f"MLflow tracking at {mask_credentials(uri)} {what} "
                             "(--no-track runs the stage without it)") from exc
     finally:
         mlflow_log.setLevel(level)
@@ -369,7 +364,7 @@ def _end_since(outer: mlflow.ActiveRun | None, status: str, error: BaseException
         try:
             if error is not None:
                 # The reason beside the status, so the UI shows why without the terminal.
-                mlflow.set_tag("pipeline.error", redact(f"{type(error).__name__}: {error}")[:MAX_TAG_LENGTH])
+                mlflow.set_tag("pipeline.error", mask_credentials(f"{type(error).__name__}: {error}")[:MAX_TAG_LENGTH])
         finally:
             end_run(status)
 
@@ -387,7 +382,7 @@ def end_run(status: str) -> None:
 
 # MLflow's switch, and ours: set, this process (and the stages it starts) print the links.
 _SUPPRESS_LINKS, _OWN_LINKS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "PIPELINE_PRINTS_RUN_LINKS"
-_CREDENTIALS = re.compile(r"(://)[^/@\s]*@")   # user:password@ of a URL, dropped (redact masks it)
+_CREDENTIALS = re.compile(r"(://)[^/@\s]*@")   # user:password@ of a URL, dropped (mask_credentials masks it)
 
 
 @contextmanager
@@ -396,7 +391,7 @@ def _links_without_password() -> Iterator[None]:
     included. With a password in the URI, MLflow's print is off and end_run prints the link
     without the credentials (the browser asks for them). A user's own switch is left alone."""
     uri = tracking_uri()
-    if redact(uri) == uri or _SUPPRESS_LINKS in os.environ:
+    if mask_credentials(uri) == uri or _SUPPRESS_LINKS in os.environ:
         yield
         return
     os.environ.update({_SUPPRESS_LINKS: "true", _OWN_LINKS: "1"})
@@ -461,7 +456,7 @@ def _raw_data() -> tuple[Path, str, dict] | None:
         return None   # absent or damaged: the download stage's business, not tracking's
     digest = hashlib.sha256(listing.encode("utf-8")).hexdigest()[:DIGEST_LENGTH]
     return paths.RAW_DIR, digest, {"files": len(files), "bytes": sum(int(f.get("size", 0)) for f in files),
-                                   "sources": [redact(str(f.get("source", ""))) for f in files]}
+                                   "sources": [mask_credentials(str(f.get("source", ""))) for f in files]}
 
 
 def _data_file(context: str) -> tuple[Path, str, dict] | None:

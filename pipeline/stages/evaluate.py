@@ -22,7 +22,7 @@ from pipeline.core import paths  # noqa: E402
 from pipeline.core.atomic import write_json  # noqa: E402
 from pipeline.core.cli import run_stage, stage_parser  # noqa: E402
 from pipeline.core.config import Params  # noqa: E402
-from pipeline.core.errors import StageError  # noqa: E402
+from pipeline.core.errors import StageError, mask_credentials  # noqa: E402
 from pipeline.model.champion import blend  # noqa: E402
 from pipeline.model.evaluation import (  # noqa: E402
     MISTAKE_COLUMNS,
@@ -117,7 +117,7 @@ def _body(params: Params, args) -> None:
         if train_run_id and not _in_store(client, train_run_id):
             # models/ trained against another store (a new $MLFLOW_TRACKING_URI, a removed mlruns/).
             print(f"evaluate: the train run of models/ ({train_run_id}) is not in this MLflow store "
-                  f"({tracking.redact(mlflow.get_tracking_uri())}): the test figures are logged on this run only",
+                  f"({mask_credentials(mlflow.get_tracking_uri())}): the test figures are logged on this run only",
                   file=sys.stderr)
             train_run_id = None
         if train_run_id:

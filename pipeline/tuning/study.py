@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import sys
 import time
 import warnings
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from pipeline.core import paths, process
 from pipeline.core.config import Params, SearchDim, TrainParams, TuneParams, to_dict
-from pipeline.core.errors import StageError
+from pipeline.core.errors import StageError, mask_credentials
 
 if TYPE_CHECKING:
     import optuna
@@ -48,16 +47,12 @@ def storage_key() -> str:
     return "$OPTUNA_STORAGE" if os.environ.get("OPTUNA_STORAGE") else "tune.storage"
 
 
-# user:password@ in any text (an error that quotes the URL it could not parse, a URL missing its "://")
-_USERINFO = re.compile(r"((?://|^|[\s'\"/])[^/:@\s'\"]*:)[^@\s'\"]*@")
-
-
 def redact(url: str) -> str:
     """The URL without its password, for logs and MLflow."""
     if url.startswith("journal:"):
         return url
     if "://" not in url:
-        return _USERINFO.sub(r"\1***@", url)
+        return mask_credentials(url)
     from sqlalchemy.engine import make_url
 
     try:
@@ -101,7 +96,7 @@ def open_storage(url: str, worker: bool = False) -> optuna.storages.BaseStorage:
                 raise
             time.sleep(1.0 + attempt)
         except Exception as exc:
-            detail = _USERINFO.sub(r"\1***@", " ".join(str(exc).split()))[:300]
+            detail = mask_credentials(" ".join(str(exc).split()))[:300]
             raise StageError(f"{storage_key()}: cannot open {redact(url)}: {detail}") from None
     raise AssertionError("unreachable")
 
