@@ -40,7 +40,7 @@ def run_command(name: str, body: Callable[[], int | None], interrupted: str = ""
             raise
         where = next((str(e.filename) for e in exception_chain(exc) if isinstance(e, OSError) and e.filename), "")
         print(mask_credentials(f"{name}: error: {where + ': ' if where else ''}cannot write: {reason} "
-                     f"({' '.join(str(exc).split())[:200]}); free space or fix the folder, then run again"),
+                               f"({' '.join(str(exc).split())[:200]}); free space or fix the folder, then run again"),
               file=sys.stderr)
         return EXIT_BAD_INPUT
 

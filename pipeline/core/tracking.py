@@ -57,10 +57,6 @@ STAGE_DATA = {"tokenize": ("raw",), "prepare": ("tokens",), "tune": ("train", "v
 DIGEST_LENGTH = 12   # hex characters; MLflow allows 36 and suggests about 8
 
 
-
-
-
-
 def local_store() -> Path:
     return paths.repo_root() / LOCAL_STORE
 
