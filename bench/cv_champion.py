@@ -83,7 +83,7 @@ def main() -> int:
           f"{cfg.model.pooling} pooling, ensemble of {cfg.ensemble} {options or ''}; champion chosen "
           f"{f'{inner}-fold out-of-fold' if inner >= 2 else 'on the inner val split'}", file=sys.stderr)
     results, winners = [], []
-    folds = fold_indices(pool["y"], args.folds, args.seed, "--folds")
+    folds = fold_indices(pool["y"], args.folds, args.seed, "--folds", pool.get("group"))
     for k, (rest, held_out) in enumerate(folds):
         started = time.perf_counter()
         fit_idx, stop_idx = train_test_split(rest, test_size=val_share, stratify=pool["y"][rest],

@@ -209,6 +209,7 @@ def test_a_class_only_in_the_official_test_file_is_refused(in_tmp, capsys):
     rows += [{"id": f"t{i}", "label": "abc"[i % 3], "split": "test", "tokens": texts()[i].split()} for i in range(9)]
     table = pd.DataFrame(rows)
     table["length"] = table["tokens"].map(len).astype("int32")
+    table["text_key"] = table["tokens"].map(" ".join)
     (in_tmp / "data").mkdir()
     from pipeline.text.documents import write_tokens
 

@@ -96,12 +96,12 @@ def test_numeric_labels_sort_as_numbers():
 
 
 def test_single_class_is_an_error_naming_it():
-    with pytest.raises(DataError, match="only one class \\('a', 40 rows\\)"):
+    with pytest.raises(DataError, match="only one class \\('a', 40 distinct texts\\)"):
         prepare(tokens_table((40, 0, 0)), PrepareParams())
 
 
 def test_class_too_small_to_stratify_names_class_and_count():
-    with pytest.raises(DataError, match="class 'c' has 2 row\\(s\\), too few to stratify into 3 splits"):
+    with pytest.raises(DataError, match="class 'c' has 2 distinct text\\(s\\), too few to stratify into 3 splits"):
         prepare(tokens_table((40, 30, 2)), PrepareParams())
 
 

@@ -107,7 +107,7 @@ def test_output_schema(tmp_path):
     spec = preprocess_spec(cfg, frozenset({"the", "a"}), frame)
     write_tokens(table, tmp_path / "tokens.parquet", spec)
     back = pq.read_table(tmp_path / "tokens.parquet")
-    assert back.column_names == ["id", "label", "split", "tokens", "length"]
+    assert back.column_names == ["id", "label", "split", "tokens", "length", "text_key"]
     assert back.to_pydict()["tokens"] == [["one", "two"], ["three"]]
     assert back.to_pydict()["length"] == [2, 1]
     # The spec a model needs to read raw text travels with the tokens: stopwords resolved, examples.

@@ -15,9 +15,16 @@ import sys
 _USERINFO = re.compile(r"((?://|^|[\s'\"/])[^/:@\s'\"]*:)(?!//)[^@\s'\"]*@")
 
 
+# Query parameters whose values are secrets: presigned URLs' signatures and credentials
+# (X-Amz-Signature, X-Amz-Credential, X-Goog-Signature, Azure's sig), tokens, API keys, passwords.
+_SECRET_QUERY = re.compile(
+    r"([?&;][^=&#\s'\"]*(?:token|sig|key|pass|pwd|secret|credential|auth)[^=&#\s'\"]*=)[^&#\s'\"]+", re.I)
+
+
 def mask_credentials(text: str) -> str:
-    """The text with the password of every user:password@ in it replaced by ***."""
-    return _USERINFO.sub(r"\1***@", text)
+    """The text with the password of every user:password@ in it, and every secret-looking query
+    value (?token=, &X-Amz-Signature=), replaced by ***."""
+    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
 
 
 def warn(message: str) -> None:

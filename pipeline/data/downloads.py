@@ -12,14 +12,14 @@ import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pipeline.core import paths
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.config import DatasetParams, DownloadParams, to_dict
-from pipeline.core.errors import ChecksumMismatch, FetchError
+from pipeline.core.errors import ChecksumMismatch, FetchError, warn
 from pipeline.data.datasets import KNOWN, DatasetSpec, RemoteFile
-from pipeline.data.fetch import FetchResult, fetch, verify
+from pipeline.data.fetch import FetchResult, fetch, masked_url, verify
 from pipeline.data.readers import UNKNOWN_FORMAT, format_from_name
 
 MIRROR_ENV = "PIPELINE_DATA_MIRROR"
@@ -49,6 +49,14 @@ def recorded_source(source: str, mirror: str | None, cache_root: Path) -> str:
             except ValueError:
                 continue
     return source
+
+
+def dataset_record(dataset: DatasetParams) -> dict:
+    """The dataset params as outputs record them (manifest.json, tokenize_stats.json): the table's
+    source with its password and secret query values (a presigned URL's signature) masked."""
+    record = to_dict(dataset)
+    record["table"]["source"] = masked_url(dataset.table.source)
+    return record
 
 
 def fetch_cached(file: RemoteFile, sources: list[str], cache: Path, settings: DownloadParams,
@@ -104,7 +112,9 @@ def ways_around(spec: DatasetSpec, cache_root: Path, mirror: str | None) -> str:
 def fetch_table(dataset: DatasetParams, settings: DownloadParams) -> tuple[RemoteFile, FetchResult, Path]:
     """The user's own file, fetched into a temp folder (it is not pinned, so not cached)."""
     table = dataset.table
-    name = os.path.basename(table.source.rstrip("/").split("?")[0]) or "table"
+    # The name from the URL's path: never its user:password@ host or its query.
+    name = os.path.basename((urlsplit(table.source).path if "://" in table.source
+                             else table.source).rstrip("/")) or "table"
     file = RemoteFile(name=name, checksum=f"sha256:{table.sha256.lower()}" if table.sha256 else "")
     staging = paths.cache_dir() / "downloads" / "table"
     if "://" not in table.source and not Path(table.source).is_file():
@@ -113,7 +123,8 @@ def fetch_table(dataset: DatasetParams, settings: DownloadParams) -> tuple[Remot
     # Checked before anything is copied: a file named like no table (file:///etc/passwd, a mistyped
     # path) never lands in data/raw, where `dvc push` would upload it.
     if table.format == "auto" and format_from_name(Path(name)) is None:
-        raise FetchError(f"dataset.table.source: {table.source!r}: {UNKNOWN_FORMAT} (nothing was copied)")
+        raise FetchError(f"dataset.table.source: {masked_url(table.source)!r}: {UNKNOWN_FORMAT} "
+                         "(nothing was copied)")
     try:
         result = fetch([table.source], staging / name, checksum=file.checksum or None,
                        retries=settings.retries, timeout=settings.timeout, backoff=settings.backoff,
@@ -122,6 +133,11 @@ def fetch_table(dataset: DatasetParams, settings: DownloadParams) -> tuple[Remot
         raise
     except FetchError as exc:
         raise FetchError(f"{exc} -- dataset.table.source may also be a local path") from None
+    if masked_url(table.source) != table.source:
+        # DVC records the param as written in dvc.lock, which git keeps and pushes.
+        warn(f"dataset.table.source holds a secret (shown masked: {masked_url(table.source)}); params.yaml and "
+             "dvc.lock keep it as written: put a login in ~/.netrc (machine <host> login <user> password <pw>) "
+             "instead, and use a presigned URL only while it is valid")
     return file, result, staging / name
 
 
@@ -132,7 +148,7 @@ def download(dataset: DatasetParams, settings: DownloadParams, raw_dir: Path = p
     if dataset.name == "table":
         file, result, local = fetch_table(dataset, settings)
         fetched = [(file, result, local)]
-        description, official_test = f"your table {dataset.table.source}", False
+        description, official_test = f"your table {masked_url(dataset.table.source)}", False
     else:
         spec = KNOWN[dataset.name]
         fetched = [(f, replace(r, source=recorded_source(r.source, mirror, cache_root)),
@@ -147,7 +163,7 @@ def download(dataset: DatasetParams, settings: DownloadParams, raw_dir: Path = p
                    "size": r.size, "sha256": r.sha256, "checksum": f.checksum or None}
                   for f, r, _ in fetched],
         "params": {"dataset.name": dataset.name, **(
-            {"dataset.table": to_dict(dataset.table)} if dataset.name == "table" else {})},
+            {"dataset.table": dataset_record(dataset)["table"]} if dataset.name == "table" else {})},
     }
     with atomic_dir(raw_dir) as tmp:
         (tmp / dataset.name).mkdir()

@@ -9,6 +9,7 @@ replace a good file that DVC already tracks.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import os
@@ -28,7 +29,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from pipeline.core.errors import ChecksumMismatch, FetchError
+from pipeline.core.errors import ChecksumMismatch, FetchError, mask_credentials
 
 __all__ = [
     "ChecksumMismatch",
@@ -36,6 +37,7 @@ __all__ = [
     "FetchResult",
     "fetch",
     "file_digests",
+    "masked_url",
     "parse_checksum",
     "verify",
 ]
@@ -59,14 +61,19 @@ _TRANSIENT_ERRORS = (
     TimeoutError,
 )
 
+# A user without a password is often a token (https://<token>@host/...).
+_USER_ONLY = re.compile(r"(://)[^/@:\s'\"]+@")
 
 
-
+def masked_url(text: str) -> str:
+    """The text with every URL's password (user:***@), lone user (***@) and secret-looking query
+    value (?token=***) masked: what outputs, logs and messages may say of a source."""
+    return _USER_ONLY.sub(r"\1***@", mask_credentials(text))
 
 
 @dataclass(frozen=True)
 class FetchResult:
-    source: str  # the URL or local path actually used
+    source: str  # the URL (secrets masked) or local path actually used
     size: int
     sha256: str
 
@@ -170,10 +177,44 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _basic_auth(url: str) -> tuple[str, str | None]:
+    """The URL without its user:password@ (urllib would take them for the host), and the HTTP basic
+    Authorization header they make; without them, the host's login in ~/.netrc ($NETRC), as curl and
+    pip read it (None when there is none)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        login = _netrc_login(parts.hostname or "")
+        if login is None:
+            return url, None
+        user, password = login
+    else:
+        user = urllib.parse.unquote(parts.username or "")
+        password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), f"Basic {token}"
+
+
+def _netrc_login(host: str) -> tuple[str, str] | None:
+    import netrc
+
+    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    if not host or not os.path.isfile(path):
+        return None
+    try:
+        found = netrc.netrc(path).authenticators(host)
+    except (netrc.NetrcParseError, OSError) as exc:
+        raise FetchError(f"{path}: cannot be read ({exc}); fix it or remove it") from None
+    return (found[0], found[2] or "") if found else None
+
+
 @contextmanager
 def _open_http(url: str, timeout: float) -> Iterator[tuple[IO[bytes], int | None]]:
     """Open ``url``; classify every network error raised while it is being read."""
+    url, auth = _basic_auth(url)
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    if auth:
+        # Unredirected: urllib copies the other headers onto a redirect, whatever host it points to.
+        request.add_unredirected_header("Authorization", auth)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             yield resp, _content_length(resp)
@@ -267,7 +308,7 @@ def _check(tmp_path: Path, source: str, digests: dict[str, str], opts: _Options)
         digests.update(file_digests(tmp_path, [opts.algo]))
     if digests[opts.algo] != opts.expected:
         raise ChecksumMismatch(
-            _mismatch_message(opts.label, source, opts.algo, opts.expected or "", digests[opts.algo])
+            _mismatch_message(opts.label, _shown(source), opts.algo, opts.expected or "", digests[opts.algo])
         )
 
 
@@ -285,7 +326,12 @@ def _attempt(source: str, dest: Path, opts: _Options) -> FetchResult:
     except BaseException:  # includes KeyboardInterrupt: never leave .part litter behind
         tmp_path.unlink(missing_ok=True)
         raise
-    return FetchResult(source=source, size=size, sha256=digests["sha256"])
+    return FetchResult(source=_shown(source), size=size, sha256=digests["sha256"])
+
+
+def _shown(source: str) -> str:
+    """A source as results and messages name it: a URL masked, a local path as it is."""
+    return masked_url(source) if _is_http(source) else source
 
 
 def _fetch_from(source: str, dest: Path, opts: _Options) -> FetchResult:
@@ -332,7 +378,7 @@ def fetch(
         try:
             return _fetch_from(str(source), dest, opts)
         except _SourceFailed as exc:
-            failures.append(f"{source}: {exc}")
+            failures.append(f"{_shown(str(source))}: {exc}")
     raise FetchError(_all_failed_message(opts.label, dest, failures))
 
 

@@ -1,11 +1,13 @@
 """Read a downloaded dataset into one table of documents: id, text, label, split.
 
 `split` is "train" or "test" where the dataset ships an official test set, else "". Labels are
-strings. Texts are raw here (normalisation is the tokenize stage's job); a missing text is "".
+strings. Texts are raw here (normalisation is the tokenize stage's job); an empty cell is "", and a
+JSONL record without the text key has no text (None), which the tokenize stage drops as missing.
 """
 from __future__ import annotations
 
 import codecs
+import csv
 import gzip
 import io
 import json
@@ -13,6 +15,7 @@ import re
 import tarfile
 import unicodedata
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +28,6 @@ COLUMNS = ["id", "text", "label", "split"]
 # pandas.read_csv options for every delimited file: each cell a string as written (ids like 00123,
 # labels like 0/1), only an empty cell missing. The predict command reads its input the same way.
 DELIMITED = {"dtype": str, "keep_default_na": False, "na_values": [""]}
-
-
 
 
 def load_documents(raw_dir: Path, dataset: DatasetParams) -> pd.DataFrame:
@@ -107,13 +108,22 @@ def read_table(path: Path, source: TableSource) -> pd.DataFrame:
     if fmt == "parquet":
         table = pd.read_parquet(path)
     elif fmt == "jsonl":
-        table = _read_json_lines(_decode(_file_bytes(path), source.encoding, str(path)), path)
+        table, keys = _read_json_lines(_decode(_file_bytes(path), source.encoding, str(path)), path)
     else:
         table = _read_delimited(path, sep="\t" if fmt == "tsv" else ",", encoding=source.encoding)
     needed = [*source.text_columns, source.label_column] + ([source.id_column] if source.id_column else [])
     _require_columns(table, needed, path)
-    return _documents(table, list(source.text_columns), source.label_column, source.id_column or None,
+    docs = _documents(table, list(source.text_columns), source.label_column, source.id_column or None,
                       split="", path=path)
+    if fmt == "jsonl":
+        # A record without the text key is missing, not empty: None, dropped and counted as such.
+        no_text = np.array([not any(c in k for c in source.text_columns) for k in keys], dtype=bool)
+        if no_text.any():
+            names = " or ".join(map(repr, source.text_columns))
+            warn(f"{path}: {int(no_text.sum()):,} record(s) have no {names} key (first: line "
+                 f"{table.index[no_text][0]}): dropped as missing")
+            docs.loc[no_text, "text"] = None
+    return docs
 
 
 def format_from_name(path: Path) -> str | None:
@@ -141,9 +151,19 @@ def _guess_format(path: Path) -> str:
     return fmt
 
 
-def _read_json_lines(text: str, path: Path) -> pd.DataFrame:
-    """One JSON object a line; nested objects become dotted columns ({"q": {"title": ..}} -> q.title)."""
-    records = []
+# A lone surrogate (U+D800-U+DFFF) can only come from a JSON escape ("\\ud800"): no decoder used here
+# makes one. Python keeps it, but it is not text: UTF-8 (Parquet, SQLite) refuses to encode it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _read_json_lines(text: str, path: Path) -> tuple[pd.DataFrame, list[set[str]]]:
+    """One JSON object a line; nested objects become dotted columns ({"q": {"title": ..}} -> q.title).
+
+    The table is indexed by line number; beside it, each record's (dotted) keys, which tell an absent
+    key from one set to null. Lone surrogates become U+FFFD, with one warning.
+    """
+    records, numbers, surrogates = [], [], []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -153,12 +173,43 @@ def _read_json_lines(text: str, path: Path) -> pd.DataFrame:
             raise DataError(f"{path}: line {number}: not valid JSON: {exc}") from None
         if not isinstance(record, dict):
             raise DataError(f"{path}: line {number}: not a JSON object: {line.strip()[:80]}")
+        if "\\u" in line and _SURROGATE_ESCAPE.search(line):
+            cleaned = _without_surrogates(record)
+            if cleaned != record:
+                surrogates.append(number)
+                record = cleaned
         records.append(record)
+        numbers.append(number)
     if not records:
         raise DataError(f"{path}: no records, the file is empty or only blank lines")
+    if surrogates:
+        warn(f"{path}: {len(surrogates):,} record(s) hold a lone surrogate (an unpaired \\ud800-\\udfff "
+             f"escape, not a character), the first on line {surrogates[0]}: read as U+FFFD")
     if any(isinstance(v, dict) for r in records for v in r.values()):
-        return pd.json_normalize(records, sep=".")
-    return pd.DataFrame.from_records(records)
+        table = pd.json_normalize(records, sep=".")
+    else:
+        table = pd.DataFrame.from_records(records)
+    table.index = numbers
+    return table, [set(_dotted_keys(r)) for r in records]
+
+
+def _without_surrogates(value: object) -> object:
+    """The JSON value with every lone surrogate, in strings and keys, replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    return value
+
+
+def _dotted_keys(record: dict, prefix: str = "") -> Iterator[str]:
+    """A record's keys as json_normalize names its columns: {"q": {"title": ..}} gives q and q.title."""
+    for key, value in record.items():
+        yield prefix + key
+        if isinstance(value, dict):
+            yield from _dotted_keys(value, f"{prefix}{key}.")
 
 
 def _file_bytes(path: Path) -> bytes:
@@ -211,6 +262,7 @@ def _decode(raw: bytes, encoding: str, where: str) -> str:
 
 def _read_delimited(path: Path, sep: str, encoding: str) -> pd.DataFrame:
     text = _decode(_file_bytes(path), encoding, str(path))
+    _refuse_duplicate_columns(text, sep, path)
     try:
         # Everything as strings: ids like 00123 and labels like 0/1 stay as written.
         return pd.read_csv(io.StringIO(text), sep=sep, engine="c", **DELIMITED)
@@ -220,8 +272,32 @@ def _read_delimited(path: Path, sep: str, encoding: str) -> pd.DataFrame:
         raise DataError(f"{path}: the file is empty") from None
 
 
+def _refuse_duplicate_columns(text: str, sep: str, path: Path) -> None:
+    """pandas renames a repeated column name to "name.1", so the first would be read and the second
+    dropped in silence. Blank names (a header's trailing separators) are left to pandas."""
+    end = text.find("\n")
+    header = next(csv.reader([text[: end if end >= 0 else len(text)].rstrip("\r")], delimiter=sep), [])
+    seen: dict[str, int] = {}
+    for number, name in enumerate(header, 1):
+        if name.strip() and name in seen:
+            raise DataError(f"{path}: column {name!r} appears twice in the header (columns {seen[name]} and "
+                            f"{number}); rename or remove one")
+        seen.setdefault(name, number)
+
+
+# A table read with the wrong separator arrives as one column named like the whole header.
+_SEPARATORS = (("\t", "tab", "set dataset.table.format: tsv"), (",", "comma", "set dataset.table.format: csv"),
+               (";", "semicolon", "save it with commas or tabs"))
+
+
 def _require_columns(table: pd.DataFrame, needed: list[str], path: Path) -> None:
     missing = [c for c in needed if c not in table.columns]
+    if missing and len(table.columns) == 1:
+        only = str(table.columns[0])
+        for sep, name, advice in _SEPARATORS:
+            if sep in only:
+                raise DataError(f"{path}: no column {missing[0]!r}; the only column is {only!r}: the file "
+                                f"looks {name}-separated; {advice}")
     if missing:
         nested = any("." in str(c) for c in table.columns) and not any("." in c for c in missing)
         raise DataError(f"{path}: no column {missing[0]!r}; the columns present are: "
@@ -270,12 +346,19 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# C0 and C1 control characters; in a label they are read as whitespace.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _labels(values: pd.Series, column: str, path: Path | None) -> pd.Series:
     """Labels as text classes: stripped, NFC (a label typed on macOS arrives decomposed), numbers
     written as integers where they are (JSON's 1, 1.0 and "1" are one class); missing stays missing.
-    A list or object is not a label."""
+    Whitespace runs (newlines, tabs, control characters included) become one space, as in texts: a
+    newline in a label would split predict's CSV header and the console lines. A list or object is
+    not a label."""
     where = f"{path}: " if path else ""
     numbers = strings = 0
+    respaced: list[tuple[int, str]] = []
 
     def one(row: int, v: object) -> object:
         nonlocal numbers, strings
@@ -286,7 +369,11 @@ def _labels(values: pd.Series, column: str, path: Path | None) -> pd.Series:
                             "not a label; write one label a row")
         if isinstance(v, str):
             strings += 1
-            return unicodedata.normalize("NFC", v).strip()
+            label = unicodedata.normalize("NFC", v).strip()
+            spaced = " ".join(_CONTROL.sub(" ", label).split())
+            if spaced != label:
+                respaced.append((row, v))
+            return spaced
         if isinstance(v, (bool, np.bool_)):
             strings += 1
             return str(bool(v))
@@ -299,6 +386,11 @@ def _labels(values: pd.Series, column: str, path: Path | None) -> pd.Series:
     if numbers and strings:
         warn(f"{where}label column {column!r} mixes numbers ({numbers:,} rows) and strings ({strings:,}): "
              "compared as text, so 1, 1.0 and \"1\" are one class")
+    if respaced:
+        row, v = respaced[0]
+        warn(f"{where}label column {column!r}: {len(respaced):,} label(s) hold line breaks, tabs, control "
+             f"characters or runs of spaces (the first on row {row + 1}: {_short(v)}): each run is read as "
+             "one space")
     return labels
 
 

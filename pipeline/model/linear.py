@@ -53,6 +53,7 @@ class SplitRows:
     ids: np.ndarray
     y: np.ndarray
     tokens: list[list[str]]
+    groups: np.ndarray | None = None   # copies of one text share a group (the folds keep them together)
 
 
 class WordNgrams:
@@ -225,23 +226,26 @@ def split_rows(prepared_dir: Path, split: str, by_id: dict[str, list[str]], toke
             raise DataError(f"{path}: has no id array (written by an older version); run the prepare stage "
                             "again (dvc repro prepare)")
         ids, y = arrays["id"].astype(str), arrays["y"]
+        groups = arrays["group"] if "group" in arrays.files else None
     missing = [i for i in ids.tolist() if i not in by_id]
     if missing:
         raise DataError(f"{path}: {len(missing):,} of {len(ids):,} ids are not in {tokens_path} (first "
                         f"{missing[0]!r}): the prepared data is older than the tokens; run the prepare "
                         "stage again (dvc repro prepare)")
-    return SplitRows(ids, y, [by_id[i] for i in ids.tolist()])
+    return SplitRows(ids, y, [by_id[i] for i in ids.tolist()], groups)
 
 
 def concat_rows(parts: list[SplitRows]) -> SplitRows:
     """Several splits' rows as one (train + val: what the served linear model is fitted on)."""
+    groups = None if any(p.groups is None for p in parts) else np.concatenate([p.groups for p in parts])
     return SplitRows(np.concatenate([p.ids for p in parts]), np.concatenate([p.y for p in parts]),
-                     [t for p in parts for t in p.tokens])
+                     [t for p in parts for t in p.tokens], groups)
 
 
 def take(rows: SplitRows, idx: np.ndarray) -> SplitRows:
     """Some of the rows, in the order of `idx`."""
-    return SplitRows(rows.ids[idx], rows.y[idx], [rows.tokens[i] for i in idx])
+    return SplitRows(rows.ids[idx], rows.y[idx], [rows.tokens[i] for i in idx],
+                     None if rows.groups is None else rows.groups[idx])
 
 
 def fit_splits(prepared_dir: Path, tokens_path: Path, by_id: dict[str, list[str]] | None = None

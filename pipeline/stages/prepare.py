@@ -17,10 +17,12 @@ from pipeline.core import paths
 from pipeline.core.atomic import atomic_file, write_json
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.config import Params, to_dict
+from pipeline.core.errors import DataError
 from pipeline.core.plotting import histogram_figure
+from pipeline.data.downloads import dataset_record
 from pipeline.data.prepared import write_prepared
 from pipeline.data.sequences import length_histogram
-from pipeline.data.splits import prepare_all
+from pipeline.data.splits import TEXT_KEY, prepare_all
 from pipeline.data.subword import Subword
 from pipeline.text.documents import read_preprocess_spec, read_tokens
 
@@ -29,7 +31,7 @@ READS = ("prepare",)
 
 def write_outputs(arrays: dict, vocab: dict, names: list[str], stats: dict, params: Params,
                   preprocess: dict, subword: Subword | None = None) -> None:
-    record = {"dataset": to_dict(params.dataset), "tokenize": to_dict(params.tokenize),
+    record = {"dataset": dataset_record(params.dataset), "tokenize": to_dict(params.tokenize),
               "prepare": to_dict(params.prepare)}
     write_prepared(paths.PREPARED_DIR, arrays, vocab, names, record, preprocess, subword)
     write_json(paths.PREPARE_STATS, stats)
@@ -39,6 +41,9 @@ def write_outputs(arrays: dict, vocab: dict, names: list[str], stats: dict, para
 
 def _body(params: Params, args) -> None:
     tokens = read_tokens(paths.TOKENS)
+    if TEXT_KEY not in tokens.columns:   # the key that keeps copies of a text in one split
+        raise DataError(f"{paths.TOKENS}: has no {TEXT_KEY} column (written by an older version); run the "
+                        "tokenize stage again (dvc repro tokenize)")
     preprocess = read_preprocess_spec(paths.TOKENS)
     done = prepare_all(tokens, params.prepare)
     arrays, vocab, names, stats = done.arrays, done.vocab, done.names, done.stats

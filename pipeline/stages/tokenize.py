@@ -19,6 +19,7 @@ from pipeline.core.atomic import write_json
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.config import Params, to_dict
 from pipeline.core.errors import DataError
+from pipeline.data.downloads import dataset_record
 from pipeline.data.readers import load_documents
 from pipeline.text.documents import dropped_summary, preprocess_spec, tokenize_documents, write_tokens
 from pipeline.text.tokenizer import load_stopwords
@@ -39,7 +40,7 @@ def _body(params: Params, args) -> None:
                         f"{dropped_summary(stats, params.dataset)}); check dataset.classes and "
                         "tokenize.clean_pattern / pos filters")
     stats["seconds"]["total"] = round(time.perf_counter() - t0, 3)
-    stats["params"] = {"dataset": to_dict(params.dataset), "tokenize": to_dict(cfg)}
+    stats["params"] = {"dataset": dataset_record(params.dataset), "tokenize": to_dict(cfg)}
     kept = docs[docs["label"].isin(params.dataset.classes)] if params.dataset.classes else docs
     write_tokens(table, paths.TOKENS, preprocess_spec(cfg, stopwords, kept))
     write_json(paths.TOKENIZE_STATS, stats)

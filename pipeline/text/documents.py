@@ -3,6 +3,7 @@ data/tokens.parquet (id, label, split, tokens, length; its metadata holds the pr
 that models carry to raw-text prediction)."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from pipeline.core.config import DatasetParams, TokenizeParams, to_dict
 from pipeline.core.errors import DataError
 from pipeline.data.readers import label_column
 from pipeline.data.sequences import length_percentiles
+from pipeline.data.splits import TEXT_KEY
 from pipeline.text.tokenizer import analyzer_spec, tokenize_texts
 
 PREPROCESS_KEY = b"pipeline.preprocess"   # tokens.parquet metadata: how raw text became tokens
@@ -36,6 +38,11 @@ def tokenize_documents(docs: pd.DataFrame, dataset: DatasetParams, cfg: Tokenize
                        progress: bool | None = None) -> tuple[pd.DataFrame, dict]:
     """The tokens table and the stats for it."""
     counts = {"rows_read": len(docs)}
+    # A JSONL record without the text key has no text at all (None; the reader warned): missing,
+    # not one of the empty texts.
+    no_text = docs["text"].isna()
+    counts["dropped_missing_text"] = int(no_text.sum())
+    docs = docs[~no_text]
     no_label = docs["label"].isna() | (docs["label"].astype(str).str.strip() == "")
     counts["dropped_missing_label"] = int(no_label.sum())
     if len(docs) and no_label.all():
@@ -52,6 +59,8 @@ def tokenize_documents(docs: pd.DataFrame, dataset: DatasetParams, cfg: Tokenize
     counts["dropped_no_tokens_after_filters"] = int((has_text & ~has_tokens).sum())
     out = kept.loc[has_tokens, ["id", "label", "split"]].reset_index(drop=True)
     out["tokens"] = [t for t in tokens if t]
+    # Copies of a text share this key: prepare keeps them in one split (pipeline/data/splits.py).
+    out[TEXT_KEY] = [text_key(t) for t, keep in zip(report.normalised, has_tokens) if keep]
     out["length"] = out["tokens"].map(len).astype("int32")
     lengths = out["length"].to_numpy()
     stats = {
@@ -74,9 +83,15 @@ def tokenize_documents(docs: pd.DataFrame, dataset: DatasetParams, cfg: Tokenize
     return out, stats
 
 
+def text_key(normalised: str) -> str:
+    """A 64-bit digest of a normalised text (a collision of two texts would only put them in one split)."""
+    return hashlib.blake2b(normalised.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
 def dropped_summary(stats: dict, dataset: DatasetParams) -> str:
     """What was dropped and why, for the console: "dropped 3 without a label ('분류'), 1 empty"."""
-    parts = [f"{stats['dropped_missing_label']:,} without a label ({label_column(dataset)!r})"
+    parts = [f"{stats['dropped_missing_text']:,} without a text key" if stats.get("dropped_missing_text") else "",
+             f"{stats['dropped_missing_label']:,} without a label ({label_column(dataset)!r})"
              if stats["dropped_missing_label"] else "",
              f"{stats['dropped_by_class_filter']:,} outside dataset.classes"
              if stats["dropped_by_class_filter"] else "",
@@ -120,6 +135,7 @@ def write_tokens(table: pd.DataFrame, target: Path, preprocess: dict) -> None:
         "split": pa.array(table["split"].astype(str).tolist(), pa.string()),
         "tokens": pa.array(table["tokens"].tolist(), pa.list_(pa.string())),
         "length": pa.array(table["length"].to_numpy(), pa.int32()),
+        TEXT_KEY: pa.array(table[TEXT_KEY].astype(str).tolist(), pa.string()),
     })
     arrow = arrow.replace_schema_metadata({PREPROCESS_KEY: json.dumps(preprocess, ensure_ascii=False)})
     with atomic_file(target) as tmp:

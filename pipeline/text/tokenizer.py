@@ -93,6 +93,7 @@ class Report:
     unique_units: int = 0       # what the analyzer saw: unique texts, or unique words (word_local)
     analysis_unit: str = "text"   # "word" when each distinct word is analysed on its own
     seconds: dict = field(default_factory=dict)
+    normalised: list[str] = field(default_factory=list, repr=False)   # per text: what was analysed
 
 
 def analyzer_spec(cfg: TokenizeParams) -> AnalyzerSpec:
@@ -220,6 +221,7 @@ def tokenize_texts(texts: Sequence[str], cfg: TokenizeParams, cache_path: Path |
         normalised.append(norm)
         report.truncated_to_max_chars += cut
     report.empty_after_normalisation = sum(1 for t in normalised if not t)
+    report.normalised = normalised
     unique = list(dict.fromkeys(t for t in normalised if t))
     report.unique_texts = len(unique)
     t1 = time.perf_counter()

@@ -148,7 +148,7 @@ def fold_splits(data: Prepared, folds: int, seed: int) -> list[Prepared]:
     pool = data.with_val_in_train().train   # train then val, row for row
     return [dataclasses.replace(data, train={k: v[fit_rows] for k, v in pool.items()},
                                 val={k: v[val_rows] for k, v in pool.items()})
-            for fit_rows, val_rows in fold_indices(pool["y"], folds, seed, "tune.folds")]
+            for fit_rows, val_rows in fold_indices(pool["y"], folds, seed, "tune.folds", pool.get("group"))]
 
 
 def cross_validate(data: Prepared, cfg: TrainParams, strategy, folds: int, metric: str, seed: int, trial,
