@@ -441,3 +441,138 @@ def test_a_registry_model_with_the_tracking_server_down_is_one_line_in_seconds(t
                      "refused within 5 s); start the server or fix $MLFLOW_TRACKING_URI (without --model, models/ "
                      "serves what the last dvc repro trained)"]
     assert not (tmp_path / "out.csv").exists()
+
+
+# Issue 36 (13): standard input, pipes and FIFOs, through real processes (the shell's way to call it).
+
+def predict_process(args: list[str], tmp_path: Path, stdin=None, data: bytes | None = None):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "pipeline.predict", *args], cwd=tmp_path, input=data, stdin=stdin,
+                          capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+
+
+@pytest.mark.parametrize(("args", "data", "columns"), [
+    pytest.param(["-"], b"w3 w9\nw4 w7\n", ["line"], id="dash-text-lines"),
+    pytest.param(["-", "--format", "jsonl"], b'{"id": "a", "text": "w3 w9"}\n{"id": "b", "text": "w4 w7"}\n',
+                 ["id"], id="dash-jsonl"),
+    pytest.param(["/dev/stdin", "--format", "csv"], TEXTS.encode(), ["id"], id="dev-stdin-csv"),
+])
+def test_standard_input_is_read_from_a_pipe(args, data, columns, tiny_bundle, tmp_path):
+    done = predict_process([*args, "-o", "out.csv", "--model", str(tiny_bundle)], tmp_path, data=data)
+    assert done.returncode == 0, done.stderr.decode()
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str)
+    assert list(out.columns) == [*columns, PREDICTED, "proba_0", "proba_1", EMPTY]
+    assert out[PREDICTED].tolist() == ["1", "0"]
+    assert "predict: 2 documents (0 empty)" in done.stderr.decode()
+    assert os.listdir(tmp_path) == ["out.csv"]   # the copy of the input is gone
+
+
+def test_a_fifo_is_read_as_the_file_it_names(tiny_bundle, tmp_path):
+    import threading
+
+    os.mkfifo(tmp_path / "in.jsonl")   # its suffix says the format, as a file's does
+
+    def feed():   # opening a FIFO for writing waits for its reader
+        with open(tmp_path / "in.jsonl", "wb") as fifo:
+            fifo.write('{"id": 1, "text": "w4 w7"}\n{"id": 2, "text": "w3"}\n'.encode())
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    done = predict_process(["in.jsonl", "-o", "out.jsonl", "--model", str(tiny_bundle)], tmp_path)
+    writer.join(10)
+    assert done.returncode == 0, done.stderr.decode()
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r[PREDICTED]) for r in rows] == [(1, "0"), (2, "1")]
+
+
+def test_empty_standard_input_is_one_line_naming_it(tmp_path):
+    done = predict_process(["-", "-o", "out.csv", "--model", MISSING], tmp_path, data=b"")
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == ["predict: error: -: the file is empty"]
+    assert os.listdir(tmp_path) == []
+
+
+# Issue 36 (7): a lone surrogate ("\ud800" in JSON) is no character: the row is read as U+FFFD in its
+# place and answered, and so are the others.
+
+def test_a_lone_surrogate_in_jsonl_is_read_as_the_replacement_character(tiny_bundle, tmp_path, capsys):
+    write(tmp_path / "in.jsonl", '{"id": "a\\ud800", "text": "w3 \\ud800"}\n{"id": "b", "text": "w4 w7"}\n'
+                                 '{"id": "c", "text": "\\udfff"}\n{"id": "d", "text": "w3 w9 \\ud83d\\ude00"}\n')
+    err = run_ok([str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--keep-text",
+                  "--model", str(tiny_bundle)], capsys)
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["text"], r[PREDICTED], r[EMPTY]) for r in rows] == [
+        ("a\ufffd", "w3 \ufffd", "1", False), ("b", "w4 w7", "0", False), ("c", "\ufffd", rows[2][PREDICTED], False),
+        ("d", "w3 w9 \U0001f600", "1", False)]   # a surrogate pair is its character
+    assert "4 documents (0 empty, 2 with a lone surrogate read as U+FFFD)" in err
+
+
+def test_a_lone_surrogate_is_answered_like_the_replacement_character_in_process(tiny_bundle):
+    from pipeline.serve.predictor import Classifier
+
+    classifier = Classifier.load(tiny_bundle)
+    got = classifier.predict(["w3 \ud800", "w4 w7", "\udc00", None])
+    pd.testing.assert_frame_equal(got, classifier.predict(["w3 \ufffd", "w4 w7", "\ufffd", None]))
+    assert got[EMPTY].tolist() == [False, False, False, True]   # U+FFFD is a word the vocabulary lacks
+
+
+# Issue 36 (16): probabilities that sum to one, as sklearn checks them (sqrt(eps) of their dtype).
+
+def test_a_blend_of_46_float32_classes_sums_to_one_for_sklearn():
+    import warnings
+
+    import numpy as np
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from pipeline.model.champion import blend
+
+    rng = np.random.default_rng(36)
+    y = np.arange(2000) % 46
+
+    def softmax32(n: int = 2000) -> np.ndarray:   # as a model's float32 softmax: rows off 1 by ~1e-7
+        logits = rng.normal(0, 4, (n, 46)).astype(np.float32)
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    rnn, linear = softmax32(), softmax32()
+    unnormalised = 0.3 * rnn.astype(np.float64) + 0.7 * linear.astype(np.float64)
+    with pytest.warns(UserWarning, match="do not sum to one"):   # what evaluate warned
+        log_loss(y, unnormalised, labels=range(46))
+    proba = blend(rnn, linear, 0.3)
+    assert np.abs(proba.sum(1, dtype=proba.dtype) - 1).max() < 1e-12
+    np.testing.assert_allclose(proba, unnormalised, rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log_loss(y, proba, labels=range(46))
+        roc_auc_score(y, proba, multi_class="ovr", labels=range(46))
+
+
+def test_predicted_probabilities_sum_to_one_in_float64(tiny_bundle):
+    import numpy as np
+
+    from pipeline.serve.predictor import Classifier
+
+    answers = Classifier.load(tiny_bundle).predict(["w3 w9", "w4 w7", "", "w3 w4 w4"])
+    proba = answers[["proba_0", "proba_1"]].to_numpy()
+    assert proba.dtype == np.float64 and np.abs(proba.sum(1) - 1).max() < 1e-12
+
+
+def test_evaluate_scores_a_46_class_blend_without_the_sum_warning():
+    """evaluate's log loss clips tiny probabilities, which alone lifted the rows' sums past sklearn's
+    tolerance (Reuters' evaluate warned "y_prob values do not sum to one")."""
+    import warnings
+
+    import numpy as np
+
+    from pipeline.model.champion import blend
+    from pipeline.model.evaluation import scores
+
+    rng = np.random.default_rng(7)
+    parts = [rng.dirichlet(np.full(46, 0.05), 500).astype(np.float32) for _ in range(2)]
+    y = np.arange(500) % 46
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = scores(y, blend(*parts, 0.5), [str(i) for i in range(46)])
+    assert 0 < found["test/loss"] < -np.log(1e-7) and found["test/rows"] == 500

@@ -35,7 +35,8 @@ OTHER = "기초 연금 신청 대상 문의"
 SAME_AS_TEXT = {"same_as": {"inputs": [TEXT]}}
 SAME_AS_BOTH = {"same_as": {"inputs": [TEXT, OTHER]}}
 
-# (case id, request body, expected status, expected: a substring of a 400's message, or for a 200
+# (case id, request body, expected status, expected: a substring of a 400's message (or a tuple of its
+# error_code, when not INVALID_PARAMETER_VALUE, and the substring), or for a 200
 # {"same_as": reference body} and/or {"empty_text": flags})
 CATALOGUE = [
     ("records_id_before_text", {"dataframe_records": [{"id": 1, "text": TEXT}]}, 200, SAME_AS_TEXT),
@@ -81,6 +82,25 @@ CATALOGUE = [
       "empty_text": [False, False, True]}),
     ("records_one_other_column", {"dataframe_records": [{"document": TEXT}]}, 200, SAME_AS_TEXT),
     ("records_null", {"dataframe_records": [{"text": None}]}, 200, {"empty_text": [True]}),
+    # Issue 36 (15): an empty request is an empty answer in every format ([] was a 400 for records).
+    ("records_empty", {"dataframe_records": []}, 200, {"empty_text": []}),
+    ("split_empty", {"dataframe_split": {"columns": ["id", "text"], "data": []}}, 200, {"empty_text": []}),
+    ("inputs_empty", {"inputs": []}, 200, {"empty_text": []}),
+    ("inputs_text_column_empty", {"inputs": {"text": []}}, 200, {"empty_text": []}),
+    ("records_one_without_keys", {"dataframe_records": [{}]}, 200, {"empty_text": [True]}),   # no `text` key
+    # Issue 36 (7): a lone surrogate (sent as the JSON escape "\ud800": UTF-8 has no bytes for it) is
+    # read as U+FFFD, its row answered and the others too; it was a 400 with the server's traceback.
+    ("inputs_lone_surrogates", {"inputs": [TEXT, "\ud800", f"{OTHER} \udfff"]}, 200,
+     {"same_as": {"inputs": [TEXT, "\ufffd", f"{OTHER} \ufffd"]}}),
+    ("inputs_text_column_lone_surrogate", {"inputs": {"id": [1, 2], "text": [f"\udbff{TEXT}", OTHER]}}, 200,
+     {"same_as": {"inputs": [f"\ufffd{TEXT}", OTHER]}}),
+    # MLflow's gap, before the model: its parser builds the frame with pandas 3's Arrow strings, which
+    # cannot hold a surrogate, and refuses the whole request (BAD_REQUEST, one line, no traceback).
+    ("records_lone_surrogate", {"dataframe_records": [{"id": 1, "text": "\ud800"}, {"id": 2, "text": TEXT}]}, 400,
+     ("BAD_REQUEST", "records' format. Error: ''utf-8' codec can't encode character '\\ud800' in position 0: "
+      "surrogates not allowed'")),
+    ("split_lone_surrogate", {"dataframe_split": {"columns": ["text"], "data": [["\udc00"], [TEXT]]}}, 400,
+     ("BAD_REQUEST", "surrogates not allowed")),
 ]
 
 
@@ -94,7 +114,11 @@ def post_bytes(url: str, data: bytes, content_type: str = "application/json") ->
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
-    status, answer = post_bytes(url, json.dumps(body, ensure_ascii=False).encode("utf-8"))
+    try:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:   # a lone surrogate: only the JSON escape "\ud800" can carry it
+        data = json.dumps(body).encode("ascii")
+    status, answer = post_bytes(url, data)
     return status, json.loads(answer)
 
 
@@ -131,8 +155,10 @@ def test_the_probe_texts_are_not_answered_like_an_unknown_word(served):
 def test_served_model_input_catalogue(served, case, body, status, expected):
     got_status, answer = post(served, body)
     assert got_status == status, f"{case}: {got_status} {answer}"
+    assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer), answer
     if status == 400:
-        assert answer["error_code"] == "INVALID_PARAMETER_VALUE", answer
+        error_code, expected = expected if isinstance(expected, tuple) else ("INVALID_PARAMETER_VALUE", expected)
+        assert answer["error_code"] == error_code, answer
         assert expected in answer["message"], answer["message"]
         return
     predictions = answer["predictions"]
@@ -232,6 +258,12 @@ IN_PROCESS = [
     ("list_nulls", [None, float("nan"), np.nan, pd.NA, *TINY], ["", "", "", "", *TINY]),   # a guard
     ("dict_of_columns", {"id": np.array([1, 2]), "text": np.array(TINY)}, TINY),
     ("zero_dim_array", np.array("w3 w9"), ["w3 w9"]),
+    ("list_lone_surrogates", ["w3 \ud800", "\udfff", "w4 w7"], ["w3 \ufffd", "\ufffd", "w4 w7"]),   # issue 36
+    ("frame_lone_surrogate", pd.DataFrame({"id": ["\ud800", "2"], "text": ["\ud800w3", "w4"]}, dtype=object),
+     ["\ufffdw3", "w4"]),   # object: pandas 3's default Arrow strings cannot hold a surrogate
+    ("frame_empty_records", pd.DataFrame([]), []),
+    ("frame_record_without_keys", pd.DataFrame([{}, {}]), [None, None]),
+    ("array_empty", np.array([]), []),
 ]
 
 
@@ -258,3 +290,17 @@ def test_input_texts_gives_strings_and_empty_texts_for_nulls():
     assert input_texts("다") == ["다"]
     texts = input_texts(np.array(["라"]))
     assert texts == ["라"] and type(texts[0]) is str
+
+
+def test_an_unexpected_error_in_the_model_is_one_line_without_its_traceback(tiny_pyfunc, monkeypatch):
+    """The scoring server answers any exception but an MlflowException with its traceback (issue 36)."""
+    from mlflow.exceptions import MlflowException
+
+    def broken(texts):
+        raise RuntimeError("analyzer died\n  while reading")
+
+    monkeypatch.setattr(tiny_pyfunc.unwrap_python_model().classifier, "predict", broken)
+    with pytest.raises(MlflowException) as caught:
+        tiny_pyfunc.predict(["w3"])
+    assert caught.value.error_code == "INTERNAL_ERROR"
+    assert caught.value.message == "the model could not answer: RuntimeError: analyzer died while reading"

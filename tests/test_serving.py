@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.pickles import pickles_in
 from helpers.project import TOPICS, Project
 from helpers.serving import model_server
 
@@ -74,7 +76,7 @@ def test_raw_text_goes_through_exactly_the_training_preprocessing(repro_project)
     assert set(out["predicted"]) <= set(TOPICS) and not out["empty_text"].any()
 
 
-def test_the_registered_model_is_the_runs_pyfunc_with_a_text_signature(repro_project):
+def test_the_registered_model_is_the_runs_pyfunc_with_a_text_signature(repro_project, tmp_path):
     import mlflow
     from mlflow.models import Model, get_model_info
 
@@ -106,6 +108,14 @@ def test_the_registered_model_is_the_runs_pyfunc_with_a_text_signature(repro_pro
     labels = repro_project.read_json("models/labels.json")
     outputs = [c["name"] for c in info.signature.outputs.to_dict()]
     assert outputs == ["predicted", *(f"proba_{label}" for label in labels), "empty_text"]
+    # Models from code (issue 36): no artifact of the run, champion or challenger, is or holds a pickle.
+    # The whole local store (every run's artifacts, logged model and registry copy) is scanned.
+    store = repro_project.root / "mlruns"
+    assert len(list(store.rglob("model_code.py"))) >= 2 and pickles_in(store) == []
+    for version in (champion, challenger):   # what models:/ loads: the registry's copy
+        served = Path(mlflow.artifacts.download_artifacts(f"models:/textclf-table/{version.version}",
+                                                          dst_path=str(tmp_path / str(version.version))))
+        assert (served / "model_code.py").is_file() and pickles_in(served) == []
 
 
 def test_predict_cli_reads_the_registry_and_the_bundle_alike(repro_project, tmp_path, monkeypatch, capsys):

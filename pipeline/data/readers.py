@@ -154,7 +154,7 @@ def _guess_format(path: Path) -> str:
 # A lone surrogate (U+D800-U+DFFF) can only come from a JSON escape ("\\ud800"): no decoder used here
 # makes one. Python keeps it, but it is not text: UTF-8 (Parquet, SQLite) refuses to encode it.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _read_json_lines(text: str, path: Path) -> tuple[pd.DataFrame, list[set[str]]]:
@@ -173,8 +173,8 @@ def _read_json_lines(text: str, path: Path) -> tuple[pd.DataFrame, list[set[str]
             raise DataError(f"{path}: line {number}: not valid JSON: {exc}") from None
         if not isinstance(record, dict):
             raise DataError(f"{path}: line {number}: not a JSON object: {line.strip()[:80]}")
-        if "\\u" in line and _SURROGATE_ESCAPE.search(line):
-            cleaned = _without_surrogates(record)
+        if "\\u" in line and SURROGATE_ESCAPE.search(line):
+            cleaned = without_surrogates(record)
             if cleaned != record:
                 surrogates.append(number)
                 record = cleaned
@@ -193,14 +193,15 @@ def _read_json_lines(text: str, path: Path) -> tuple[pd.DataFrame, list[set[str]
     return table, [set(_dotted_keys(r)) for r in records]
 
 
-def _without_surrogates(value: object) -> object:
-    """The JSON value with every lone surrogate, in strings and keys, replaced by U+FFFD."""
+def without_surrogates(value: object) -> object:
+    """A text, or a decoded JSON value (keys too), with every lone surrogate replaced by U+FFFD;
+    anything else as it is. (The readers, predict and serving use it alike.)"""
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+        return {without_surrogates(k): without_surrogates(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_surrogates(v) for v in value]
+        return [without_surrogates(v) for v in value]
     return value
 
 

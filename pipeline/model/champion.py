@@ -36,8 +36,12 @@ RNN_WEIGHT = {"linear": 0.0, "rnn": 1.0}
 
 
 def blend(rnn: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:
-    """The served probabilities of a blend: weight * rnn + (1 - weight) * linear."""
-    return weight * np.asarray(rnn, np.float64) + (1.0 - weight) * np.asarray(linear, np.float64)
+    """The served probabilities of a blend: weight * rnn + (1 - weight) * linear, in float64.
+
+    Each row is divided by its sum: the float32 parts' rows are off 1 by up to ~1e-7 (46 classes), more
+    than the sqrt(eps) of float64 that sklearn's log_loss allows before it warns "do not sum to one"."""
+    mixed = weight * np.asarray(rnn, np.float64) + (1.0 - weight) * np.asarray(linear, np.float64)
+    return mixed / mixed.sum(1, keepdims=True)
 
 
 def scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -134,7 +138,7 @@ def rnn_out_of_fold(data: Prepared, cfg: TrainParams, strategy, folds: int, epoc
     pool = data.with_val_in_train().train   # train then val, row for row
     once = cfg.model_copy(update={"ensemble": 1, "refit": False, "early_stopping_patience": 0})
     out = np.zeros((len(pool["y"]), len(data.labels)))
-    for k, (rest, held) in enumerate(fold_indices(pool["y"], folds, cfg.seed, "evaluate.folds")):
+    for k, (rest, held) in enumerate(fold_indices(pool["y"], folds, cfg.seed, "evaluate.folds", pool.get("group"))):
         print(f"train: out-of-fold RNN {k + 1}/{folds}: {len(rest):,} rows, {epochs} epoch(s)", file=sys.stderr)
         set_seed(cfg.seed, tensorflow=True)
         part = dataclasses.replace(data, train={n: a[rest] for n, a in pool.items()},
@@ -148,7 +152,7 @@ def linear_out_of_fold(rows: SplitRows, cfg: LinearParams, labels: Sequence[str]
                        seed: int) -> np.ndarray:
     """Out-of-fold probabilities of the linear model on the same folds as rnn_out_of_fold's."""
     out = np.zeros((len(rows.y), len(labels)))
-    for rest, held in fold_indices(rows.y, folds, seed, "evaluate.folds"):
+    for rest, held in fold_indices(rows.y, folds, seed, "evaluate.folds", rows.groups):
         out[held] = fit_linear(cfg, take(rows, rest), labels).predict_proba(take(rows, held).tokens)
     return out
 

@@ -28,7 +28,10 @@ def scores(y: np.ndarray, proba: np.ndarray, labels: list[str]) -> dict:
     pred = proba.argmax(1)
     ids = list(range(len(labels)))
     p, r, f, support = precision_recall_fscore_support(y, pred, labels=ids, zero_division=0)
-    metrics = {"test/loss": float(log_loss(y, np.clip(proba, 1e-7, 1), labels=ids)),
+    # Clipped so a confident miss costs at most -log(1e-7), then each row divided by its sum again:
+    # the clip alone lifts a many-class row's sum past what log_loss allows ("do not sum to one").
+    clipped = np.clip(np.asarray(proba, np.float64), 1e-7, 1)
+    metrics = {"test/loss": float(log_loss(y, clipped / clipped.sum(1, keepdims=True), labels=ids)),
                "test/accuracy": float(accuracy_score(y, pred)),
                "test/macro_f1": float(f1_score(y, pred, labels=ids, average="macro", zero_division=0)),
                "test/rows": int(len(y))}

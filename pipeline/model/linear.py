@@ -13,10 +13,12 @@ with test accuracy 0.8206 against 0.8161; on Seoul 120 0.3 s against 6.6 s, the 
 (bench/linear_speed.py). For two classes it is the one plain logistic regression.
 
 Saved as skops (`save_linear` / `load_linear`), not pickle: loading a pickle runs whatever code the
-file names, so a model downloaded from a registry would be trusted code. skops stores the objects'
-state as data and refuses, at load time, any type outside scikit-learn/numpy/scipy's own and the two
-of this package (WORD_NGRAMS, JOINED, COMPACT_TFIDF: pipeline/model/tfidf.py, whose vocabulary is
-two arrays, which skops saves in seconds): a tampered file names its unknown types instead of running them.
+file names. skops stores the objects' state as data and refuses, at load time, any type outside
+scikit-learn/numpy/scipy's own and the two of this package (WORD_NGRAMS, JOINED, COMPACT_TFIDF:
+pipeline/model/tfidf.py, whose vocabulary is two arrays, which skops saves in seconds): a tampered
+linear.skops names its unknown types instead of running them. That closes this file only: the MLflow
+model around it is code that runs on load (serve/model_code.py), so a registry must still be
+writable only by those trusted to run code (docs/serving.md, the trust model).
 The versions that wrote it (scikit-learn, skops, numpy, scipy) are kept in its sidecar and a
 mismatch is a warning, as scikit-learn does for pickles.
 """

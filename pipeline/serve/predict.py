@@ -3,16 +3,23 @@
   python -m pipeline.predict reviews.tsv --text-column document --output predictions.csv
 
 INPUT is CSV, TSV, JSON Lines or plain text (one document per line), told apart by its suffix
-(.csv, .tsv, .jsonl/.ndjson/.json, .txt) or by --format. It is read in batches, so any size streams
-through in bounded memory. The output keeps the input's records in order with their other columns
-(ids, labels), then adds `predicted` (label name), `proba_<label>` for each class and `empty_text`
-(true where nothing was left to read: an empty or missing text is still given a prediction, from
-an empty sequence). One output row per input record, so the output lines up with the input by
-position: in a .txt file or a one-column CSV/TSV a blank line is an empty text and gets its row;
-in a CSV/TSV of several columns a blank line is no record; in JSON Lines blank lines are skipped
-(the summary line counts them). The output's name says its format: .csv, .tsv, .jsonl or .ndjson.
-It is written to a temp file and renamed at the end: an interrupted or failed run leaves no
-half-written file, and a previous output as it was.
+(.csv, .tsv, .jsonl/.ndjson/.json, .txt) or by --format. `-` reads standard input; it, a pipe
+(/dev/stdin, <(...)) or a FIFO is copied to a temp file first, as the input is read more than once,
+and without a suffix it is plain text lines unless --format says otherwise:
+
+  some-command | python -m pipeline.predict - -o predictions.csv
+  python -m pipeline.predict - --format jsonl -o predictions.jsonl < reviews.jsonl
+
+It is read in batches, so any size streams through in bounded memory. The output keeps the input's
+records in order with their other columns (ids, labels), then adds `predicted` (label name),
+`proba_<label>` for each class and `empty_text` (true where nothing was left to read: an empty or
+missing text is still given a prediction, from an empty sequence). One output row per input record,
+so the output lines up with the input by position: in a .txt file or a one-column CSV/TSV a blank
+line is an empty text and gets its row; in a CSV/TSV of several columns a blank line is no record;
+in JSON Lines blank lines are skipped (the summary line counts them), and a lone surrogate escape
+("\\ud800", no character) is read as U+FFFD, also counted. The output's name says its format: .csv,
+.tsv, .jsonl or .ndjson. It is written to a temp file and renamed at the end: an interrupted or
+failed run leaves no half-written file, and a previous output as it was.
 
 Refused with one line `predict: error: ...` and exit code 2, before the model is loaded where the
 input allows: a missing, empty or header-only input, an output that is the input itself (also
@@ -24,9 +31,12 @@ import argparse
 import codecs
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -40,10 +50,12 @@ from pipeline.core.errors import (
     DataError,  # noqa: E402
     StageError,  # noqa: E402
 )
-from pipeline.data.readers import DELIMITED, python_encoding  # noqa: E402
+from pipeline.data.readers import DELIMITED, SURROGATE_ESCAPE, python_encoding, without_surrogates  # noqa: E402
 from pipeline.serve.predictor import EMPTY, PREDICTED  # noqa: E402
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")
+SUFFIXES = {"jsonl": (".jsonl", ".ndjson", ".json"), "tsv": (".tsv",), "csv": (".csv",), "txt": (".txt", ".text")}
+STDIN = Path("-")
 OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 DEFAULT_MODEL = Path("models")
 Predict = Callable[[list], pd.DataFrame]
@@ -84,6 +96,28 @@ def check_job(source: Path, target: Path, *, text_column: str = "text", fmt: str
     return Job(source, target, fmt, out_fmt, text_column, encoding, lines, options)
 
 
+@contextmanager
+def regular_input(source: Path) -> Iterator[Path]:
+    """`source` as a regular file: the checks and the batches read the input more than once, which a
+    stream cannot be, so standard input (`-`), a pipe or a FIFO is copied to a temp file first, named
+    like it plus .txt where its name has no format suffix. Messages about the copy name the source."""
+    if source != STDIN and (not source.exists() or source.is_dir() or source.is_file()):
+        yield source   # a file, or nothing there: check_job says which
+        return
+    name = "stdin" if source == STDIN else source.name
+    if not any(s.lower() in endings for s in Path(name).suffixes for endings in SUFFIXES.values()):
+        name += ".txt"
+    with tempfile.TemporaryDirectory(prefix="predict-") as folder:
+        copy = Path(folder) / name
+        with copy.open("wb") as out, (nullcontext(sys.stdin.buffer) if source == STDIN
+                                      else source.open("rb")) as stream:
+            shutil.copyfileobj(stream, out, 1 << 20)
+        try:
+            yield copy
+        except DataError as exc:
+            raise DataError(str(exc).replace(str(copy), str(source))) from None
+
+
 def output_format(target: Path) -> str:
     suffix = target.suffix.lower()
     if suffix not in OUTPUT_FORMATS:
@@ -107,8 +141,7 @@ def input_format(path: Path, fmt: str, text_column: str = "text", encoding: str 
     if fmt != "auto":
         return fmt
     suffixes = [s.lower() for s in path.suffixes]
-    for fmt, endings in (("jsonl", (".jsonl", ".ndjson", ".json")), ("tsv", (".tsv",)), ("csv", (".csv",)),
-                         ("txt", (".txt", ".text"))):
+    for fmt, endings in SUFFIXES.items():
         if any(s in endings for s in suffixes):
             header = _first_line(path, encoding).split("\t") if fmt == "txt" else []
             if len(header) > 1 and text_column in header:
@@ -233,6 +266,10 @@ def _json_lines(path: Path, encoding: str, rows: int, stats: Counter,
                                 f"{_clip(line)}") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}: line {number}: not a JSON object: {_clip(line)}")
+            if SURROGATE_ESCAPE.search(line):   # "\ud800" alone: no character, and no UTF-8 output holds it
+                fixed = without_surrogates(record)
+                stats["surrogates"] += fixed != record
+                record = fixed
             text = record.get(text_column)
             if text is not None and not isinstance(text, str):
                 raise DataError(f"{path}: line {number}: {text_column!r} is {type(text).__name__} "
@@ -283,6 +320,7 @@ def _mlflow_model(uri: str) -> Predict:
     import mlflow
 
     from pipeline.core.tracking import _no_env_export, check_reachable, tracking_uri
+    from pipeline.serve.pyfunc import refusing_pickles
 
     store = tracking_uri()
     with _no_env_export():
@@ -290,7 +328,8 @@ def _mlflow_model(uri: str) -> Predict:
     if uri.split(":", 1)[0] in ("models", "runs"):   # through the tracking server: fail in seconds
         check_reachable(store, "without --model, models/ serves what the last dvc repro trained")
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        with refusing_pickles():   # a model that is a pickle would run its code on load
+            model = mlflow.pyfunc.load_model(uri)
     except Exception as exc:   # not found, no access, not a pyfunc model: one line with the URI
         raise StageError(f"--model {uri}: MLflow could not load it: {' '.join(str(exc).split())[:500]}") from None
     return lambda texts: model.predict(pd.Series(texts, dtype=object).to_frame("text"))
@@ -300,8 +339,9 @@ def predict_file(source: Path, target: Path, predict: Predict, *, text_column: s
                  fmt: str = "auto", encoding: str = "utf-8", batch_rows: int = 2000, keep_text: bool = False,
                  progress: bool | None = None) -> dict:
     """Stream source through the model into target (atomically); counts and timings."""
-    job = check_job(source, target, text_column=text_column, fmt=fmt, encoding=encoding)
-    return run_job(job, predict, batch_rows=batch_rows, keep_text=keep_text, progress=progress)
+    with regular_input(source) as readable:
+        job = check_job(readable, target, text_column=text_column, fmt=fmt, encoding=encoding)
+        return run_job(job, predict, batch_rows=batch_rows, keep_text=keep_text, progress=progress)
 
 
 def run_job(job: Job, predict: Predict, *, batch_rows: int = 2000, keep_text: bool = False,
@@ -312,7 +352,7 @@ def run_job(job: Job, predict: Predict, *, batch_rows: int = 2000, keep_text: bo
     from pipeline.core.atomic import atomic_file
 
     started = time.perf_counter()
-    counts: Counter = Counter()    # per predicted label; and "rows", "empty", "blank_lines"
+    counts: Counter = Counter()    # "rows", "empty", "blank_lines", "surrogates" (records with one replaced)
     bar = tqdm(total=max(job.lines - (job.fmt in ("csv", "tsv")), 0), unit="doc", desc="predict",
                file=sys.stderr, disable=None if progress is None else not progress)
     try:
@@ -325,7 +365,8 @@ def run_job(job: Job, predict: Predict, *, batch_rows: int = 2000, keep_text: bo
     bar.close()
     seconds = time.perf_counter() - started
     rows = counts["rows"]
-    return {"rows": rows, "empty": counts["empty"], "blank_lines": counts["blank_lines"], "seconds": seconds,
+    return {"rows": rows, "empty": counts["empty"], "blank_lines": counts["blank_lines"],
+            "surrogates": counts["surrogates"], "seconds": seconds,
             "docs_per_second": rows / seconds if seconds else 0.0, "predicted": dict(sorted(predicted.items()))}
 
 
@@ -383,7 +424,8 @@ def _write(frame: pd.DataFrame, out, fmt: str, header: bool) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", type=Path, help="CSV, TSV, JSONL or text file (one document per line)")
+    p.add_argument("input", type=Path, help="CSV, TSV, JSONL or text file (one document per line); `-` reads "
+                   "standard input, a pipe or FIFO is read too (without a suffix: text lines unless --format)")
     p.add_argument("--output", "-o", type=Path, required=True,
                    help="where to write the predictions; its suffix says the format: .csv, .tsv, "
                         ".jsonl or .ndjson (not the input file itself)")
@@ -394,7 +436,8 @@ def parser() -> argparse.ArgumentParser:
                         "an MLflow model folder, runs:/<run_id>/model or models:/<name>/<version|alias>, "
                         "e.g. models:/textclf-nsmc/latest (the store: $MLFLOW_TRACKING_URI, else mlruns/)")
     p.add_argument("--format", choices=("auto", *FORMATS), default="auto",
-                   help="input format (default: from the suffix: .csv, .tsv, .jsonl/.ndjson/.json, .txt)")
+                   help="input format (default: from the suffix: .csv, .tsv, .jsonl/.ndjson/.json, .txt; "
+                        "txt for `-` and for a pipe without one)")
     p.add_argument("--encoding", default="utf-8", help="input encoding (default: %(default)s; e.g. cp949)")
     p.add_argument("--batch-size", type=int, default=2000,
                    help="documents read, analysed and written per batch (default: %(default)s)")
@@ -411,13 +454,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    job = check_job(args.input, args.output, text_column=args.text_column, fmt=args.format,
-                    encoding=args.encoding)   # before the model: a bad input costs no model loading
-    predict = open_model(args.model)
-    summary = run_job(job, predict, batch_rows=args.batch_size, keep_text=args.keep_text)
+    with regular_input(args.input) as source:
+        job = check_job(source, args.output, text_column=args.text_column, fmt=args.format,
+                        encoding=args.encoding)   # before the model: a bad input costs no model loading
+        predict = open_model(args.model)
+        summary = run_job(job, predict, batch_rows=args.batch_size, keep_text=args.keep_text)
     shares = ", ".join(f"{label} {n / max(summary['rows'], 1):.1%}" for label, n in summary["predicted"].items())
     blank = summary["blank_lines"]
     blank = f", {blank:,} blank line{'s' if blank > 1 else ''} skipped" if blank else ""
+    if summary["surrogates"]:
+        blank += f", {summary['surrogates']:,} with a lone surrogate read as U+FFFD"
     print(f"predict: {summary['rows']:,} documents ({summary['empty']:,} empty{blank}) in "
           f"{summary['seconds']:.1f} s ({summary['docs_per_second']:,.0f} docs/s); predicted {shares} "
           f"-> {args.output}", file=sys.stderr)

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from pipeline.data.readers import without_surrogates
 from pipeline.model.champion import RNN_WEIGHT, blend
 from pipeline.model.files import load_model_file
 from pipeline.model.inference import compiled_forward, predict_proba
@@ -86,11 +87,11 @@ class Classifier:
         return rnn, linear, lengths
 
     def predict_proba(self, texts: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities [n, classes] and token counts per text."""
+        """Probabilities [n, classes] and token counts per text (a lone surrogate read as U+FFFD)."""
 
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)), np.float32), np.zeros(0, np.int32)
-        rnn, linear, lengths = self.parts(texts)
+        rnn, linear, lengths = self.parts([without_surrogates(t) for t in texts])
         if rnn is None:
             return linear, lengths
         if linear is None:
@@ -99,8 +100,12 @@ class Classifier:
 
     def predict(self, texts: Sequence[Any]) -> pd.DataFrame:
         proba, lengths = self.predict_proba(texts)
+        # Written as float64, each row summing to 1 in float64: the RNN's float32 softmax is off by up to
+        # ~1e-7, beyond the sqrt(eps) that sklearn's log_loss allows float64 before it warns.
+        proba = proba.astype(np.float64)
+        proba /= proba.sum(1, keepdims=True)
         out = pd.DataFrame({PREDICTED: np.asarray(self.labels, dtype=object)[proba.argmax(1)]})
         for i, label in enumerate(self.labels):
-            out[proba_column(label)] = proba[:, i].astype(np.float64)
+            out[proba_column(label)] = proba[:, i]
         out[EMPTY] = lengths == 0
         return out

@@ -50,14 +50,17 @@ REQUIREMENTS = ("mlflow", "keras", "tensorflow", "tensorflow-cpu", "konlpy", "JP
 SERVING_CODE = ("core", "data", "text", "model", "serve")
 ANALYZER_REQUIREMENTS = {"mecab": ("python-mecab-ko", "python-mecab-ko-dic")}
 LINEAR_REQUIREMENTS = ("scikit-learn", "scipy", "skops")   # linear.skops: the linear model and its loader
+# The model is logged as code (MLflow's models from code), not as a pickled TextClassifierModel.
+MODEL_CODE = Path(__file__).with_name("model_code.py")
 
 
 def input_texts(model_input: Any) -> list[str]:
     """The documents of any accepted input, in order, as strings ("" for None and NaN).
 
-    Raises MlflowException (INVALID_PARAMETER_VALUE, which the scoring server answers with a 400
-    and the message) for a frame with neither a `text` column nor exactly one column, and for
-    values that are not strings, naming their positions.
+    A frame without columns (`dataframe_records` [] or [{}]) is that many empty texts, so an empty
+    request is answered `[]` in every format. Raises MlflowException (INVALID_PARAMETER_VALUE, which
+    the scoring server answers with a 400 and the message) for a frame with neither a `text` column
+    nor exactly one column, and for values that are not strings, naming their positions.
     """
     values = _documents(model_input)
     texts, bad = [], []
@@ -79,6 +82,8 @@ def input_texts(model_input: Any) -> list[str]:
 def _documents(model_input: Any) -> list[Any]:
     """The values of the text column, or of the list, unchecked."""
     if isinstance(model_input, pd.DataFrame):
+        if model_input.columns.empty:   # dataframe_records [] (no rows) or [{}]: each record an empty text
+            return [None] * len(model_input)
         return _column(model_input.columns.tolist(), lambda name: model_input[name].tolist(),
                        len(model_input.columns))
     if isinstance(model_input, dict):   # {"inputs": {"text": [...]}} and in-process dicts of columns
@@ -138,7 +143,17 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
     # whatever the caller passed, or what the scoring server parsed (a DataFrame from
     # dataframe_records / dataframe_split, a numpy array or a dict of arrays from `inputs`).
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        return self.classifier.predict(input_texts(model_input))
+        texts = input_texts(model_input)
+        try:
+            return self.classifier.predict(texts)
+        except Exception as exc:
+            # The scoring server answers any other exception with its whole traceback (issue 36: a lone
+            # surrogate did): the server's log keeps the traceback, the answer gets one line (HTTP 500).
+            import logging
+
+            logging.getLogger(__name__).exception("predict failed")
+            raise MlflowException(f"the model could not answer: {type(exc).__name__}: "
+                                  f"{' '.join(str(exc).split())[:300]}") from exc
 
 
 def signature(labels: Sequence[str]):
@@ -199,10 +214,26 @@ def _packaged(bundle: Path, labels: Sequence[str], examples: Sequence[str], anal
         shutil.copyfile(package / "__init__.py", code / "__init__.py")
         for sub in SERVING_CODE:
             shutil.copytree(package / sub, code / sub, ignore=shutil.ignore_patterns("__pycache__"))
-        yield {"python_model": TextClassifierModel(), "artifacts": {ARTIFACT: str(files)},
+        yield {"python_model": str(MODEL_CODE), "artifacts": {ARTIFACT: str(files)},
                "code_paths": [str(code)], "signature": signature(labels),
                "input_example": pd.DataFrame({TEXT_COLUMN: list(examples)}) if examples else None,
                "pip_requirements": requirements(analyzer, kind)}
+
+
+@contextmanager
+def refusing_pickles() -> Iterator[None]:
+    """MLflow refuses to load a pyfunc model that is a pickle (MLFLOW_ALLOW_PICKLE_DESERIALIZATION,
+    true by default): ours are code, so one that is a pickle was not written by this pipeline.
+    A user's own setting of the variable is kept."""
+    key = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def _champion_file(bundle: Path, target: Path, kind: str, champion) -> None:

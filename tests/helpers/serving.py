@@ -19,5 +19,7 @@ def model_server(project: Project, model_uri: str, log_path: Path, wait: float =
     with server_process([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
                          "local", *(["--host", host] if host else []), "--port", str(port), "--workers", "1"],
                         port, "/ping", log_path, wait, cwd=project.root,
-                        env={**project.env, "MLFLOW_TRACKING_URI": project.tracking_uri}) as base:
+                        # Served as docs/serving.md says: a model that is a pickle is refused.
+                        env={**project.env, "MLFLOW_TRACKING_URI": project.tracking_uri,
+                             "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}) as base:
         yield base + "/invocations"
