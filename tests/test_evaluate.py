@@ -4,6 +4,7 @@ confident mistakes with their text."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -365,3 +366,18 @@ def test_no_track_records_nothing_not_even_on_the_train_run(in_tmp, tiny_bundle,
     table = json.loads(Path(client.download_artifacts(evaluate_run.info.run_id, "evaluate/mistakes.json",
                                                       str(in_tmp / "dl"))).read_text(encoding="utf-8"))
     assert table["columns"] == ["id", "text", "actual", "predicted", "probability"] and len(table["data"]) == 5
+
+
+def test_a_truncated_test_split_is_one_line_naming_it(tiny_bundle, tiny_prepared, tmp_path):
+    from pipeline.core.errors import DataError
+    from pipeline.model.evaluation import evaluate
+
+    prepared = tmp_path / "prepared"
+    shutil.copytree(tiny_prepared, prepared)
+    path = prepared / "test.npz"
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: damaged or not what the prepare stage writes "
+                                        rf"\(BadZipFile: .*\); rebuild it with `dvc repro prepare` or "
+                                        rf"`dvc checkout {re.escape(str(prepared))}`$"):
+        evaluate(tiny_bundle, prepared, 32)

@@ -234,6 +234,7 @@ def write_prepare_inputs(root: Path, classes=CLASSES, params: str = "") -> None:
             for label in classes for i in range(10)]
     table = pd.DataFrame(rows, columns=["id", "label", "split", "tokens"])
     table["length"] = table["tokens"].map(len)
+    table["text_key"] = table["id"]   # each row a text of its own (the token lists repeat)
     write_tokens(table, root / "data" / "tokens.parquet", {"tokenize": {}})
     (root / "params.yaml").write_text(params or "prepare:\n  maxlen: 2\n  val_size: 0.2\n  test_size: 0.2\n",
                                       encoding="utf-8")

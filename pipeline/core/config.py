@@ -381,6 +381,14 @@ def read_yaml(path: Path) -> Any:
     raises FileNotFoundError, which each caller words for its own kind of file."""
     try:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=ParamsLoader)   # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as exc:   # saved in another encoding (cp949 by a Korean Windows editor)
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ParamsError(f"{path}: line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save it "
+                          "as UTF-8 (a Korean Windows editor may have saved it as cp949)") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path}: is a folder, not a file") from None
+    except PermissionError as exc:
+        raise ParamsError(f"{path}: cannot read it: {exc.strerror}") from None
     except _DuplicateKey as exc:
         raise ParamsError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 import sys
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 # user:password@ in any text: a URL (postgresql://optuna:pw@db/optuna, http://me:pw@host), a URL
 # missing its "://", an error that quotes the URL it could not parse. The password ends at "@", so
@@ -62,3 +66,20 @@ class TrackingError(PipelineError, RuntimeError):
 
 class ExperimentError(PipelineError, ValueError):
     """A bad experiment file or experiments command line."""
+
+
+@contextmanager
+def reading(path: Path, writer: str, checkout: Path | None = None) -> Iterator[None]:
+    """Read an output of the `writer` stage: one cut short (a full disk, an interrupted copy) or not
+    of its kind is one DataError naming it and how to get it back, not numpy's BadZipFile or pyarrow's
+    ArrowInvalid (a ValueError) with a traceback. `checkout`: what `dvc checkout` restores (the file)."""
+    try:
+        yield
+    except PipelineError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; run the {writer} stage (dvc repro {writer})") from None
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise DataError(f"{path}: damaged or not what the {writer} stage writes ({reason}); rebuild it with "
+                        f"`dvc repro {writer}` or `dvc checkout {checkout or path}`") from None

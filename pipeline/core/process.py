@@ -67,7 +67,7 @@ def owner():
 
 # Code that a KeyboardInterrupt must not cut in half: a SQLite write interrupted between its INSERT
 # and its COMMIT leaves the database locked by this very process, so the MLflow run can no longer
-# be ended KILLED ("database is locked" after MLflow's 20 s busy timeout; seen in CI).
+# be ended KILLED ("database is locked" after the store's busy timeout, tracking.BUSY_SECONDS; seen in CI).
 DATABASE_MODULES = ("sqlalchemy", "sqlite3", "psycopg", "psycopg2", "mlflow.store", "optuna.storages")
 RETRY_SECONDS = 0.05
 

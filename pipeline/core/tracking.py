@@ -14,15 +14,16 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from pipeline.core import paths, process
-from pipeline.core.atomic import cannot_write
+from pipeline.core.atomic import cannot_write, exception_chain
 from pipeline.core.config import Params, to_dict
-from pipeline.core.errors import TrackingError, mask_credentials
+from pipeline.core.errors import PipelineError, TrackingError, mask_credentials, warn
 from pipeline.core.process import sigterm_as_interrupt
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ def ensure_experiment(dataset: str) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    bound_sqlite_waits(tracking_uri())   # before MLflow makes an engine
     with _no_env_export():
         mlflow.set_tracking_uri(tracking_uri())
     client = mlflow.MlflowClient()
@@ -258,12 +260,13 @@ def check_reachable(uri: str, way_out: str = "--no-track runs the stage without 
                             + (f" ({way_out})" if way_out else "")) from None
 
 
-def close_dead_runs(experiment_id: str) -> list[str]:
-    """Mark KILLED the RUNNING runs of this host whose process is gone; their ids.
+def close_dead_runs(experiment_id: str) -> dict[str, str]:
+    """End the RUNNING runs of this host whose process is gone, KILLED; their ids and new status.
 
     A stage killed outright (kill -9, out of memory, power) cannot end its own run. Its process tags
     tell a later stage run that nobody will: that run ends it, with nested runs (trials) under it.
-    Runs of other hosts are left alone (their processes cannot be seen from here).
+    Runs of other hosts are left alone (their processes cannot be seen from here). A run whose process
+    failed to end it (the store locked for longer than it waited) ends as that process's note says: FAILED.
     """
     import mlflow
 
@@ -278,12 +281,19 @@ def close_dead_runs(experiment_id: str) -> list[str]:
         orphans = {r.info.run_id: r for r in running
                    if r.info.run_id not in dead and r.data.tags.get("mlflow.parentRunId") in dead}
         dead.update(orphans)
+    ended = {}
     for run_id, run in dead.items():
         tags = run.data.tags
-        client.set_tag(run_id, "pipeline.error", f"its process ({tags.get(HOST_TAG, 'of its parent run')} pid "
-                       f"{tags.get(PID_TAG, '?')}) ended without ending the run: killed")
-        client.set_terminated(run_id, "KILLED")
-    return sorted(dead)
+        try:   # a process that failed to end its run (the store was locked) said how it ended
+            note = json.loads(_note(run_id).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            note = {"status": "KILLED", "error": f"its process ({tags.get(HOST_TAG, 'of its parent run')} pid "
+                                                 f"{tags.get(PID_TAG, '?')}) ended without ending the run: killed"}
+        client.set_tag(run_id, "pipeline.error", note["error"])
+        client.set_terminated(run_id, note["status"])
+        _note(run_id).unlink(missing_ok=True)
+        ended[run_id] = note["status"]
+    return dict(sorted(ended.items()))
 
 
 def _start(stage: str, dataset: str, run_name: str, nested: bool) -> mlflow.ActiveRun:
@@ -296,27 +306,130 @@ def _start(stage: str, dataset: str, run_name: str, nested: bool) -> mlflow.Acti
     mlflow_log.setLevel(logging.CRITICAL)
     try:
         check_reachable(uri)
+        check_creatable(uri)
         experiment_id = ensure_experiment(dataset)
         if not nested:
             closed = close_dead_runs(experiment_id)
-            if closed:
-                print(f"{stage}: marked {len(closed)} run(s) KILLED whose process is gone: {', '.join(closed)}",
+            for status in sorted(set(closed.values()), reverse=True):
+                ids = [run_id for run_id, s in closed.items() if s == status]
+                print(f"{stage}: marked {len(ids)} run(s) {status} whose process is gone: {', '.join(ids)}",
                       file=sys.stderr)
         return mlflow.start_run(run_name=run_name, nested=nested)
     except TrackingError:
         raise
     except Exception as exc:   # any store failure: one line naming the store and the way out
-        text = mask_credentials(_SQL_DETAIL.sub("", " ".join(str(exc).split())).strip())
-        reason = cannot_write(exc)
-        what = f"cannot write the store: {reason} ({text})" if reason else f"failed: {text}"
-        raise TrackingError(f"MLflow tracking at {mask_credentials(uri)} {what} "
-                            "(--no-track runs the stage without it)") from exc
+        raise store_error(exc) from exc
     finally:
         mlflow_log.setLevel(level)
 
 
-# SQLAlchemy's statement, parameters and help link: noise in a one-line message.
-_SQL_DETAIL = re.compile(r"\s*(\[SQL: .*?\]|\[parameters: .*?\]|\(Background on this error at: [^)]*\))")
+# SQLAlchemy's statement, parameters and help link, and the driver's class before its message:
+# noise in a one-line message.
+_SQL_DETAIL = re.compile(r"\s*(\[SQL: .*?\]|\[parameters: .*?\]|\(Background on this error at: [^)]*\))|^\([\w.]+\) ")
+WAY_OUT = "--no-track runs the stage without it"
+
+
+def _said(exc: BaseException) -> str:
+    """A store's error as one line of text, its password masked."""
+    return mask_credentials(_SQL_DETAIL.sub("", " ".join(str(exc).split())).strip())
+
+
+def store_error(exc: BaseException, way_out: str = WAY_OUT) -> TrackingError:
+    """The store's failure as one line: the store, what went wrong, the way out."""
+    text = _said(exc)
+    reason = cannot_write(exc)
+    what = f"cannot write the store: {reason} ({text})" if reason else f"failed: {text}"
+    if "database is locked" in text:
+        what += (f" (another process held the store's lock for over {busy_seconds():g} s; "
+                 f"${BUSY_VAR} sets how long to wait)")
+    return TrackingError(f"MLflow tracking at {mask_credentials(tracking_uri())} {what} ({way_out})")
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Whether exc is MLflow's store being unusable (locked, unreadable), not a bug: a database's
+    OperationalError (MLflow's SQL store raises it as TEMPORARILY_UNAVAILABLE) from MLflow's code, not
+    from another database a stage uses (Optuna's)."""
+    for link in exception_chain(exc):
+        if type(link).__name__ == "OperationalError" or getattr(link, "error_code", None) == "TEMPORARILY_UNAVAILABLE":
+            tb = link.__traceback__
+            while tb is not None:
+                if tb.tb_frame.f_globals.get("__name__", "").startswith("mlflow."):
+                    return True
+                tb = tb.tb_next
+    return False
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI; None for another store or an in-memory database."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    name = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(name) if name and name != ":memory:" else None
+
+
+def check_creatable(uri: str) -> None:
+    """Fail at once when a SQLite store does not exist and cannot be made where the URI says.
+
+    MLflow retries making its engine 10 times with back-off (104 s) before it gives up on a database
+    it cannot create; a read-only folder cannot become writable in that time.
+    """
+    db = sqlite_file(uri)
+    if db is None or db.exists():
+        return
+    folder = next(p for p in (db.parent, *db.parent.parents) if p.exists())   # MLflow makes the rest
+    try:
+        tempfile.TemporaryFile(dir=folder).close()   # what creating the file needs, without a trace
+    except OSError as exc:
+        reason = cannot_write(exc) or exc.strerror or str(exc)
+        raise TrackingError(f"MLflow tracking at {mask_credentials(uri)} cannot write the store: cannot create "
+                            f"{db} ({folder}: {reason}) ({WAY_OUT}, or point $MLFLOW_TRACKING_URI at a "
+                            "writable folder)") from None
+
+
+# How long a SQLite store waits for a lock another process holds (a DB browser's open transaction,
+# `sqlite3 mlruns/mlflow.db` with BEGIN EXCLUSIVE, a parallel stage's write). MLflow waits 20 s in its
+# sessions, but the connection that makes a store (the registry's, first used when train logs its
+# model) keeps sqlite3's 5 s: a lock held for seconds discarded a finished training.
+BUSY_VAR, BUSY_SECONDS = "PIPELINE_MLFLOW_BUSY_SECONDS", 30.0
+_BOUNDED: set[str] = set()   # database files whose waits are bounded (their engines' listeners installed)
+
+
+def busy_seconds() -> float:
+    value = os.environ.get(BUSY_VAR, "").strip()
+    try:
+        seconds = float(value) if value else BUSY_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise TrackingError(f"${BUSY_VAR}: expected a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+def bound_sqlite_waits(uri: str) -> None:
+    """Every connection to this SQLite store waits busy_seconds() for a lock, MLflow's sessions too."""
+    db = sqlite_file(uri)
+    busy_seconds()   # a bad value is one line now, not a traceback inside SQLAlchemy
+    if db is None or os.path.abspath(db) in _BOUNDED:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def bounded(dialect, name: object) -> bool:   # SQLAlchemy gives sqlite3 the file's absolute path
+        return dialect.name == "sqlite" and bool(name) and os.path.abspath(str(name)) in _BOUNDED
+
+    if not _BOUNDED:   # once per process: the listeners serve every store named in _BOUNDED
+        @event.listens_for(Engine, "do_connect")
+        def connect(dialect, record, cargs, cparams) -> None:   # sqlite3.connect(file, timeout=...)
+            if cargs and bounded(dialect, cargs[0]):
+                cparams["timeout"] = busy_seconds()
+
+        @event.listens_for(Engine, "before_cursor_execute", retval=True)
+        def pragma(conn, cursor, statement, parameters, context, executemany):
+            # MLflow starts every session with PRAGMA busy_timeout = 20000: the same bound instead.
+            if statement.startswith("PRAGMA busy_timeout") and bounded(conn.dialect, conn.engine.url.database):
+                statement = f"PRAGMA busy_timeout = {round(busy_seconds() * 1000)};"
+            return statement, parameters
+    _BOUNDED.add(os.path.abspath(db))
 
 
 @contextmanager
@@ -329,7 +442,7 @@ def stage_run(stage: str, params: Params, reads: Sequence[str], dataset: str | N
     import mlflow
 
     outer = mlflow.active_run()   # the parent of a nested run, which must stay as it is
-    with _links_without_password():
+    with _links_without_password(), _store_errors_unlogged():
         # Installed before the run starts, so a SIGTERM at any point after that finds the handler.
         with sigterm_as_interrupt():
             try:
@@ -343,26 +456,77 @@ def stage_run(stage: str, params: Params, reads: Sequence[str], dataset: str | N
                 _end_since(outer, "KILLED")
                 raise
             except BaseException as exc:
-                _end_since(outer, "FAILED", error=exc)
-                raise
-        _end_since(outer, "FINISHED")
+                # The store failing under the stage (locked for longer than we wait) is one line, not a bug.
+                error = store_error(exc) if not isinstance(exc, PipelineError) and is_store_failure(exc) else exc
+                unended = _end_since(outer, "FAILED", error=error)
+                if unended and isinstance(error, PipelineError):
+                    error = type(error)(f"{error}; {unended}")
+                if error is exc:
+                    raise
+                raise error from exc
+        unended = _end_since(outer, "FINISHED")
+        if unended:   # the stage's work is done and its outputs whole: said, not failed
+            warn(unended)
 
 
-def _end_since(outer: mlflow.ActiveRun | None, status: str, error: BaseException | None = None) -> None:
-    """End the runs started inside stage_run: ours, and any nested run the stage left open.
+@contextmanager
+def _store_errors_unlogged() -> Iterator[None]:
+    """MLflow's SQL store logs each database error with its traceback, then raises it: the stage
+    says it in one line (stage_run), so the log's copy is dropped."""
+    log = logging.getLogger("mlflow.store.db.utils")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+    log.addFilter(drop)
+    try:
+        yield
+    finally:
+        log.removeFilter(drop)
+
+
+def _end_since(outer: mlflow.ActiveRun | None, status: str, error: BaseException | None = None) -> str:
+    """End the runs started inside stage_run: ours, and any nested run the stage left open; '', or
+    what happened to the runs the store failed to end (their process leaves a note: close_dead_runs).
 
     Nothing is ended when ours never started (a TrackingError, or Ctrl-C during the start).
     """
     import mlflow
 
+    unended = []
+    message = mask_credentials(f"{type(error).__name__}: {error}")[:MAX_TAG_LENGTH] if error is not None else ""
     while (active := mlflow.active_run()) is not None and (
             outer is None or active.info.run_id != outer.info.run_id):
         try:
-            if error is not None:
-                # The reason beside the status, so the UI shows why without the terminal.
-                mlflow.set_tag("pipeline.error", mask_credentials(f"{type(error).__name__}: {error}")[:MAX_TAG_LENGTH])
-        finally:
-            end_run(status)
+            try:
+                if error is not None:
+                    # The reason beside the status, so the UI shows why without the terminal.
+                    mlflow.set_tag("pipeline.error", message)
+            finally:
+                end_run(status)   # off MLflow's stack even when the store fails
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            _leave_note(active.info.run_id, status, message)
+            unended.append(active.info.run_id)
+            reason = _said(exc)
+    if not unended:
+        return ""
+    return (f"its MLflow run ({', '.join(unended)}) stays RUNNING until the next stage run marks it {status}: "
+            f"the store failed to end it ({reason})")
+
+
+def _note(run_id: str) -> Path:
+    """Where a stage leaves how its run ended when the store could not take it."""
+    return paths.cache_dir() / "tracking" / f"unended-{run_id}.json"
+
+
+def _leave_note(run_id: str, status: str, error: str) -> None:
+    try:
+        _note(run_id).parent.mkdir(parents=True, exist_ok=True)
+        _note(run_id).write_text(json.dumps({"status": status, "error": error}), encoding="utf-8")
+    except OSError:
+        pass   # then the next stage run marks it KILLED, the most it can tell
 
 
 def end_run(status: str) -> None:
@@ -462,15 +626,18 @@ def _data_file(context: str) -> tuple[Path, str, dict] | None:
     path = paths.TOKENS if context == "tokens" else paths.PREPARED_DIR / f"{context}.npz"
     if not path.is_file():
         return None
-    if context == "tokens":
-        import pyarrow.parquet as pq
+    try:
+        if context == "tokens":
+            import pyarrow.parquet as pq
 
-        rows = pq.read_metadata(path).num_rows
-    else:
-        import numpy as np
+            rows = pq.read_metadata(path).num_rows
+        else:
+            import numpy as np
 
-        with np.load(path) as arrays:
-            rows = len(arrays["y"])   # reads the labels only, not the token arrays
+            with np.load(path) as arrays:
+                rows = len(arrays["y"])   # reads the labels only, not the token arrays
+    except Exception:   # damaged (truncated, not an archive): the stage that reads it says so, in one line
+        return None
     return path, _file_digest(path), {"rows": rows, "bytes": path.stat().st_size}
 
 

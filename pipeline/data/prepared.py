@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.core import paths
 from pipeline.core.atomic import atomic_dir
-from pipeline.core.errors import StageError
+from pipeline.core.errors import StageError, reading
 from pipeline.data.sequences import shorten
 from pipeline.data.subword import SUBWORD_KEY, Subword
 
@@ -52,12 +52,26 @@ class Prepared:
 
 
 def load_prepared(folder: Path = paths.PREPARED_DIR) -> Prepared:
+    """The train and val splits with what training needs to know of them; a file missing, truncated or
+    not what prepare writes is one DataError naming it."""
     if not (folder / "train.npz").is_file():
         raise StageError(f"{folder}/train.npz: missing; run the prepare stage first (dvc repro prepare)")
-    splits = {s: dict(np.load(folder / f"{s}.npz")) for s in ("train", "val")}
-    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
-    prep = json.loads((folder / "params.json").read_text(encoding="utf-8"))["prepare"]
+
+    def read(name: str, load):
+        with reading(folder / name, "prepare", folder):
+            return load(folder / name)
+
+    def arrays(path: Path) -> dict:
+        with np.load(path) as npz:
+            return dict(npz)   # every array read whole: a truncated one fails here
+
+    def text(path: Path):
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    splits = {s: read(f"{s}.npz", arrays) for s in ("train", "val")}
+    vocab = read("vocab.json", text)
+    labels = read("labels.json", text)
+    prep = read("params.json", lambda path: text(path)["prepare"])
     return Prepared(splits["train"], splits["val"], len(vocab), labels, prep["padding"], prep["maxlen"],
                     prep.get("truncating", "pre"), tuple(sorted(vocab, key=vocab.get)))
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.core.atomic import atomic_file, write_png
 from pipeline.core.config import DatasetParams
-from pipeline.core.errors import StageError
+from pipeline.core.errors import StageError, reading
 from pipeline.core.plotting import hangul_font
 from pipeline.data.sequences import shorten
 from pipeline.model.files import load_model_file
@@ -107,9 +107,11 @@ def evaluate(model_dir: Path, prepared_dir: Path, batch_size: int) -> tuple[dict
         raise StageError(f"{model_dir}/model.keras: missing; run the train stage first (dvc repro train)")
     model = load_model_file(model_dir / "model.keras",
                             "rebuild it with `dvc repro train` or `dvc checkout models`")
-    labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
-    prep = json.loads((prepared_dir / "params.json").read_text(encoding="utf-8"))["prepare"]
-    with np.load(prepared_dir / "test.npz") as test:
+    with reading(model_dir / "labels.json", "train", model_dir):
+        labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
+    with reading(prepared_dir / "params.json", "prepare", prepared_dir):
+        prep = json.loads((prepared_dir / "params.json").read_text(encoding="utf-8"))["prepare"]
+    with reading(prepared_dir / "test.npz", "prepare", prepared_dir), np.load(prepared_dir / "test.npz") as test:
         split = dict(test)
     # The model's own cut: train.maxlen (possibly tuned) can be shorter than prepare.maxlen.
     maxlen = _trained_maxlen(model_dir)

@@ -35,7 +35,7 @@ import numpy as np
 
 from pipeline.core.atomic import atomic_file
 from pipeline.core.config import LinearParams
-from pipeline.core.errors import DataError, ParamsError, StageError
+from pipeline.core.errors import DataError, ParamsError, StageError, reading
 
 SEED = 0
 FIT_SPLITS = ("train", "val")
@@ -207,7 +207,8 @@ def read_token_lists(tokens_path: Path) -> dict[str, list[str]]:
 
     if not tokens_path.is_file():
         raise DataError(f"{tokens_path}: missing; run the tokenize stage first (dvc repro tokenize)")
-    table = pd.read_parquet(tokens_path, columns=["id", "tokens"])
+    with reading(tokens_path, "tokenize"):
+        table = pd.read_parquet(tokens_path, columns=["id", "tokens"])
     ids = table["id"].astype(str).to_numpy()
     tokens = [list(t) for t in table["tokens"]]
     by_id: dict[str, list[str]] = {}
@@ -223,7 +224,7 @@ def split_rows(prepared_dir: Path, split: str, by_id: dict[str, list[str]], toke
     path = prepared_dir / f"{split}.npz"
     if not path.is_file():
         raise DataError(f"{path}: missing; run the prepare stage first (dvc repro prepare)")
-    with np.load(path) as arrays:
+    with reading(path, "prepare", prepared_dir), np.load(path) as arrays:
         if "id" not in arrays.files:
             raise DataError(f"{path}: has no id array (written by an older version); run the prepare stage "
                             "again (dvc repro prepare)")

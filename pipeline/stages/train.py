@@ -55,9 +55,13 @@ def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info
     """models/: every candidate's parts, champion.json, the history and its plot, run.json.
 
     `publish` logs the finished bundle to MLflow before it takes models/'s place; what it returns
-    (the models' URIs and versions) goes into run.json.
+    (the models' URIs and versions) goes into run.json. When the store fails under it (locked for
+    longer than tracking waits), models/ is written all the same, then the stage fails in one line:
+    the training is not thrown away, and its backup stays, so the next run only logs it.
     """
+    from pipeline.core.tracking import is_store_failure, store_error
 
+    unlogged = None
     with atomic_dir(paths.MODELS_DIR) as tmp:
         save_bundle(tmp, result.model, paths.PREPARED_DIR, params.train)
         if linear is not None:
@@ -67,8 +71,16 @@ def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info
         (tmp / "history.json").write_text(json.dumps(result.history, indent=2) + "\n")
         learning_curve_png(result.history, tmp / "learning_curve.png")
         if publish is not None:
-            run_info = {**run_info, **publish(tmp, choice)}
+            try:
+                run_info = {**run_info, **publish(tmp, choice)}
+            except Exception as exc:
+                if not is_store_failure(exc):
+                    raise
+                unlogged = exc
         (tmp / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    if unlogged is not None:
+        raise store_error(unlogged, f"{paths.MODELS_DIR}/ is written but not logged: `dvc repro train` logs it, "
+                                    "resuming from the finished training") from unlogged
 
 
 def publish_model(params: Params, labels: list[str]) -> Callable[[Path, Choice], dict]:

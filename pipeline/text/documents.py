@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.core.atomic import atomic_file
 from pipeline.core.config import DatasetParams, TokenizeParams, to_dict
-from pipeline.core.errors import DataError
+from pipeline.core.errors import DataError, reading
 from pipeline.data.readers import label_column
 from pipeline.data.sequences import length_percentiles
 from pipeline.data.splits import TEXT_KEY
@@ -118,11 +118,13 @@ def read_preprocess_spec(path: Path) -> dict:
     """The spec write_tokens stored in tokens.parquet."""
     import pyarrow.parquet as pq
 
-    raw = (pq.read_schema(path).metadata or {}).get(PREPROCESS_KEY)
-    if raw is None:
+    with reading(path, "tokenize"):
+        raw = (pq.read_schema(path).metadata or {}).get(PREPROCESS_KEY)
+        spec = None if raw is None else json.loads(raw)
+    if spec is None:
         raise DataError(f"{path}: has no preprocessing spec (written by an older version); run the "
                         "tokenize stage again (dvc repro tokenize)")
-    return json.loads(raw)
+    return spec
 
 
 def write_tokens(table: pd.DataFrame, target: Path, preprocess: dict) -> None:
@@ -135,7 +137,9 @@ def write_tokens(table: pd.DataFrame, target: Path, preprocess: dict) -> None:
         "split": pa.array(table["split"].astype(str).tolist(), pa.string()),
         "tokens": pa.array(table["tokens"].tolist(), pa.list_(pa.string())),
         "length": pa.array(table["length"].to_numpy(), pa.int32()),
-        TEXT_KEY: pa.array(table[TEXT_KEY].astype(str).tolist(), pa.string()),
+        # A table built in code without the key is keyed by its token lists (equal for copies of a text).
+        TEXT_KEY: pa.array(table[TEXT_KEY].astype(str).tolist() if TEXT_KEY in table.columns
+                           else [text_key(" ".join(t)) for t in table["tokens"]], pa.string()),
     })
     arrow = arrow.replace_schema_metadata({PREPROCESS_KEY: json.dumps(preprocess, ensure_ascii=False)})
     with atomic_file(target) as tmp:
@@ -144,4 +148,5 @@ def write_tokens(table: pd.DataFrame, target: Path, preprocess: dict) -> None:
 def read_tokens(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: missing; run the tokenize stage first (dvc repro tokenize)")
-    return pd.read_parquet(path)
+    with reading(path, "tokenize"):
+        return pd.read_parquet(path)
