@@ -149,3 +149,17 @@ def test_a_tiny_class_is_named_by_its_distinct_texts():
     table.loc[table["label"] == "c", TEXT_KEY] = "one text"   # class c: 20 rows, all one text
     with pytest.raises(DataError, match="class 'c' has 1 distinct text"):
         prepare_all(table, CFG)
+
+
+def test_the_counts_reach_mlflow(in_tmp: Path, mlflow_store: str, capsys, monkeypatch):
+    import mlflow
+
+    from pipeline.stages.prepare import main
+
+    run_case(Case("copies", copies_spelt_differently, ("download", "tokenize", "prepare"), 0, "prepare:"),
+             in_tmp, capsys, monkeypatch)
+    assert main([]) == 0, capsys.readouterr().err
+    [run] = mlflow.MlflowClient(tracking_uri=mlflow_store).search_runs(
+        [e.experiment_id for e in mlflow.MlflowClient(tracking_uri=mlflow_store).search_experiments()])
+    assert run.data.metrics["prepare/duplicates/duplicate_rows"] == 30
+    assert run.data.metrics["prepare/duplicates/texts_with_conflicting_labels"] == 0

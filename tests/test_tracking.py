@@ -253,6 +253,7 @@ def test_prepare_command_is_one_finished_run_with_metrics_and_artifacts(repo):
     assert metrics["prepare/splits/train/rows"] == 18 and metrics["prepare/splits/test/rows"] == 6
     assert "prepare/splits/train/oov_rate" in metrics and metrics["prepare/maxlen"] == 2
     assert metrics["prepare/splits/train/classes/경제"] == 6
+    assert metrics["prepare/duplicates/duplicate_rows"] == 0 and metrics["prepare/duplicates/texts_with_copies"] == 0
     assert run.data.params["prepare.maxlen"] == "2" and "tokenize.analyzer" not in run.data.params
     assert artifacts(run.info.run_id, "prepare") == {f"prepare/{name}" for name in (
         "prepare_stats.json", "vocab.json", "labels.json", "params.json", "preprocess.json", "lengths.csv",
