@@ -36,7 +36,7 @@ import yaml  # noqa: E402
 from pipeline.core.config import load_params, override  # noqa: E402
 from pipeline.core.seed import set_seed  # noqa: E402
 from pipeline.data.prepared import load_prepared  # noqa: E402
-from pipeline.data.splits import fold_indices  # noqa: E402
+from pipeline.data.splits import by_group, fold_indices  # noqa: E402
 from pipeline.model import champion as ch  # noqa: E402
 from pipeline.model import linear as lin  # noqa: E402
 from pipeline.model.inference import predict_proba  # noqa: E402
@@ -86,8 +86,11 @@ def main() -> int:
     folds = fold_indices(pool["y"], args.folds, args.seed, "--folds", pool.get("group"))
     for k, (rest, held_out) in enumerate(folds):
         started = time.perf_counter()
-        fit_idx, stop_idx = train_test_split(rest, test_size=val_share, stratify=pool["y"][rest],
-                                             random_state=args.seed)
+        # The fold's early-stopping rows, cut by text as prepare cuts val: copies stay on one side.
+        group, group_y = by_group(pool["y"][rest], pool.get("group", np.arange(len(pool["y"])))[rest])
+        fit_groups, _ = train_test_split(np.arange(len(group_y)), test_size=val_share, stratify=group_y,
+                                         random_state=args.seed)
+        fit_idx, stop_idx = rest[np.isin(group, fit_groups)], rest[~np.isin(group, fit_groups)]
         order = np.concatenate([fit_idx, stop_idx])   # the fold's train + val, as with_val_in_train orders them
         fold = dataclasses.replace(data, train={n: a[fit_idx] for n, a in pool.items()},
                                    val={n: a[stop_idx] for n, a in pool.items()})
