@@ -37,5 +37,6 @@ def test_full_shared_nsmc_through_the_data_stages(in_tmp, shared_data):
     assert not keys["train"] & keys["test"] and not keys["train"] & keys["val"] and not keys["val"] & keys["test"]
     assert pstats["duplicates"]["duplicate_rows"] == stats["documents"] - distinct > 1000
     share = {s: float(a["y"].mean()) for s, a in arrays.items()}
-    assert max(share.values()) - min(share.values()) < 0.005      # stratified
+    # Stratified by text: a review with hundreds of copies moves its rows together (0.7 points measured).
+    assert max(share.values()) - min(share.values()) < 0.01
     assert pstats["splits"]["test"]["oov_rate"] < 0.05
