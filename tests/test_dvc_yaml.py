@@ -173,3 +173,24 @@ def test_the_metrics_files_of_a_repro_hold_the_comparison_values(repro_project):
     files = json.loads(shown.stdout)[""]["data"]
     assert {path: set(entry["data"]) for path, entry in files.items()} == {
         path: keys for path, (_, keys) in MODEL_COMPARISON.items()}
+
+
+def test_dvc_lock_records_what_dvc_yaml_lists_with_values_params_yaml_accepts():
+    """The committed dvc.lock comes from a run of this code: each stage's recorded keys are the ones
+    dvc.yaml lists, and every value is one params.yaml may hold (a key since removed, such as
+    evaluate.baseline, fails here)."""
+    from pipeline.core.config import parse_params
+
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    assert set(lock) == set(dvc_stages())
+    for name, stage in lock.items():
+        recorded = stage.get("params", {}).get("params.yaml", {})
+        assert sorted(recorded) == sorted(dvc_stages()[name]["params"]), name
+        nested: dict = {}
+        for key, value in recorded.items():
+            *parents, leaf = key.split(".")
+            node = nested
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        parse_params(nested, f"dvc.lock, stage {name}")

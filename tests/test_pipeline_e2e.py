@@ -5,6 +5,8 @@ what changes the project runs on a clone of it.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import yaml
@@ -119,3 +121,17 @@ def test_repro_skips_what_did_not_change_and_a_failure_keeps_the_outputs(repro_p
     assert set(after) == {p for p in before if not p.is_relative_to(root / "data" / "raw")}
     failed_runs = [r for r in project.runs() if r.info.status == "FAILED"]
     assert [r.info.run_name for r in failed_runs] == ["tokenize"]
+
+
+def test_changing_the_ensemble_leaves_tune_up_to_date(repro_project: Project, tmp_path):
+    """Trials are one fit each: train.ensemble (and refit, use_tuned) is no key the tune stage depends
+    on, so changing it re-runs train only, and tune's study keeps its name."""
+    project = repro_project.clone(tmp_path / "project")
+    project.set_param("train", "ensemble", 2)
+    project.set_param("train", "refit", True)
+    status = project.dvc("status", "--json")
+    assert status.returncode == 0, status.stderr
+    changed = json.loads(status.stdout)
+    assert "tune" not in changed and "train" in changed, changed
+    project.set_param("train", "learning_rate", 0.002)   # a key trials read: tune is out of date
+    assert "tune" in json.loads(project.dvc("status", "--json").stdout)

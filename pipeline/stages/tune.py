@@ -27,14 +27,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipeline.core import paths, workers  # noqa: E402
 from pipeline.core.cli import run_stage, stage_parser  # noqa: E402
-from pipeline.core.config import Params, override  # noqa: E402
+from pipeline.core.config import Params, TrainParams, override  # noqa: E402
 from pipeline.core.errors import StageError  # noqa: E402
 from pipeline.tuning import study as studies  # noqa: E402
 from pipeline.tuning.objective import Objective, check_space_fits_data, run_trials, subsample  # noqa: E402
 from pipeline.tuning.outputs import PLOTS, write_outputs, write_untuned  # noqa: E402
-from pipeline.tuning.study import say  # noqa: E402
+from pipeline.tuning.study import NOT_READ_BY_TRIALS, say  # noqa: E402
 
-READS = ("dataset.name", "train", "tune")
+# The train keys a trial reads (dvc.yaml's list for tune), not the whole section.
+READS = ("dataset.name", *(f"train.{key}" for key in TrainParams.model_fields if key not in NOT_READ_BY_TRIALS),
+         "tune")
 
 
 def _body(params: Params, args) -> None:

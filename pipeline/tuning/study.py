@@ -34,8 +34,12 @@ HEARTBEAT_VAR, GRACE_VAR = "PIPELINE_TUNE_HEARTBEAT_SECONDS", "PIPELINE_TUNE_GRA
 SCHEMA_ATTEMPTS = 4
 # host:pid:start time: the start time tells a reused pid from the worker that ran a trial.
 WORKER = f"{process.HOST}:{os.getpid()}:{process.started(os.getpid()) or 0:.2f}"
-# Train keys that do not change what a trial measures: a study resumes across them.
-_NOT_OBJECTIVE = ("distribute", "devices", "use_tuned", "refit")   # trials never refit
+# Train keys a trial never reads: trials are one fit of params.yaml's train values (no ensemble, no
+# refit, never the tuned values). The tune stage does not depend on them (dvc.yaml), and they are out
+# of the study's name, so changing train.ensemble neither re-runs tune nor starts a fresh study.
+NOT_READ_BY_TRIALS = ("use_tuned", "refit", "ensemble")
+# Train keys that do not change what a trial measures, only where it runs: a study resumes across them.
+_NOT_OBJECTIVE = ("distribute", "devices", *NOT_READ_BY_TRIALS)
 
 
 def storage_url(cfg: TuneParams) -> str:
