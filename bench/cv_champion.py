@@ -14,7 +14,7 @@ model, the blend and the champion are scored on the held-out fold, which no choi
 split is never read. One row per fold (and which kind won it), then the means and the champion's
 against the linear model's (the ratio, the bar of issue 26: not below 1).
 
-`--set model.embedding_init=ppmi` (a tunable train key, its value in YAML) changes the RNN's config;
+`--set model.pooling=max` (a tunable train key, its value in YAML) changes the RNN's config;
 `--inner-folds 1` chooses on the inner 1/9 instead of out-of-fold (faster: one RNN per fold fewer k).
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main() -> int:
     p.add_argument("--ensemble", type=int, default=0, help="RNN members (default: the train config's)")
     p.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the inner train/val split")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a train key over the tuned config, e.g. model.embedding_init=ppmi")
+                   help="a train key over the tuned config, e.g. model.pooling=max")
     args = p.parse_args()
     from sklearn.model_selection import train_test_split
 

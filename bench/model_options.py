@@ -34,17 +34,7 @@ CONFIGS = {
     "mean": {"model.pooling": "mean"},
     "concat": {"model.pooling": "concat"},
     "attention": {"model.pooling": "attention"},
-    "concat+reg": {"model.pooling": "concat", "model.embedding_dropout": 0.2, "label_smoothing": 0.1,
-                   "clip_norm": 1.0},
-    "concat+reg+cosine": {"model.pooling": "concat", "model.embedding_dropout": 0.2, "label_smoothing": 0.1,
-                          "clip_norm": 1.0, "lr_schedule": "cosine", "warmup_epochs": 1.0,
-                          "learning_rate": 0.001},
-    "concat+reg x5": {"model.pooling": "concat", "model.embedding_dropout": 0.2, "label_smoothing": 0.1,
-                      "clip_norm": 1.0, "ensemble": 5},
     "attention x5": {"model.pooling": "attention", "ensemble": 5},
-    # fastText's subword vectors: each token is the mean of its embedding and its shared character n-grams'
-    "attention+ngrams": {"model.pooling": "attention", "model.char_ngrams": [2, 4]},
-    "attention+ngrams13": {"model.pooling": "attention", "model.char_ngrams": [1, 3]},
 }
 
 

@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from helpers import REPO
 from pipeline.core.cli import EXIT_BAD_INPUT
-from pipeline.core.config import Params, load_params, parse_params, to_dict
+from pipeline.core.config import Params, load_params, override, parse_params, to_dict
 from pipeline.core.errors import ParamsError
 
 
@@ -107,18 +107,12 @@ def test_repo_search_space_is_typed():
     ("tune:\n  subsample: 0\n", "tune.subsample: expected a number > 0 and <= 1"),
     ("train:\n  modle: {}\n", "train.modle: unknown key (allowed in train: model, epochs, batch_size,"),
     ("train:\n  model:\n    units: 0\n", "train.model.units: expected an integer >= 1 and <= 4096, got 0"),
-    ("train:\n  model:\n    char_ngrams: [4, 2]\n",
-     "train.model.char_ngrams: expected [low, high] with 1 <= low <= high <= 10, or []"),
-    ("train:\n  model:\n    one_hot: true\n    char_ngrams: [2, 4]\n",
-     "train.model.char_ngrams: needs embeddings, but train.model.one_hot is true (set one of them off)"),
-    ("train:\n  model:\n    one_hot: true\n    embedding_init: ppmi\n",
-     "train.model.embedding_init: ppmi needs embeddings, but train.model.one_hot is true (set one of them off)"),
-    ("train:\n  model:\n    embedding_init: word2vec\n",
-     "train.model.embedding_init: got 'word2vec', allowed: uniform, ppmi"),
-    ("train:\n  model:\n    pretrain: bert\n",
-     "train.model.pretrain: got 'bert', allowed: none, lm"),
-    ("train:\n  model:\n    pretrain_epochs: 0\n",
-     "train.model.pretrain_epochs: expected an integer >= 1 and <= 1000, got 0"),
+    ("evaluate:\n  linear:\n    char_ngrams: [4, 2]\n",
+     "evaluate.linear.char_ngrams: expected [low, high] with 1 <= low <= high <= 10, or []"),
+    ("train:\n  model:\n    char_ngrams: [2, 4]\n",
+     "train.model.char_ngrams: removed (it measured no gain; see docs/history.md)"),
+    ("tune:\n  space:\n    lr_schedule: {type: categorical, choices: [constant, cosine]}\n",
+     "tune.space.lr_schedule: removed (it measured no gain; see docs/history.md)"),
     ("train:\n  epochs: true\n", "train.epochs: expected an integer >= 1 and <= 10000, got True"),
     ("train:\n  epochs: 2.5\n", "train.epochs: expected an integer >= 1 and <= 10000, got 2.5"),
     ("train:\n  learning_rate: '0.1'\n", "train.learning_rate: expected a number > 0 and <= 10, got '0.1'"),
@@ -145,6 +139,16 @@ def test_bad_values_name_the_key(tmp_path, text, message):
     assert message in str(err.value)
     assert "\n" not in str(err.value)
     assert str(tmp_path / "params.yaml") in str(err.value)
+
+
+def test_a_removed_option_is_refused_with_one_line_saying_so(tmp_path):
+    """A params.yaml (or a tuned value, an experiment) that still names an option taken out of the core."""
+    path = write(tmp_path, "train:\n  epochs: 3\n  label_smoothing: 0.1\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path}: train.label_smoothing: removed (it measured no gain; see docs/history.md)"
+    with pytest.raises(ParamsError, match=r"^best.json: label_smoothing: removed \(it measured no gain"):
+        override(Params().train, {"label_smoothing": 0.1}, "best.json")
 
 
 def test_integer_is_accepted_as_float(tmp_path):

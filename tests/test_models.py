@@ -7,7 +7,6 @@ import pytest
 
 from pipeline.core.config import ModelParams
 from pipeline.model.architecture import OneHot, build_model, fused_kernel_blockers, output_spec, uses_fused_kernel
-from pipeline.model.ngram_embedding import NgramEmbedding, ngram_table, token_ngrams
 
 CELLS = ("simple_rnn", "lstm", "gru")
 
@@ -295,69 +294,3 @@ def test_an_ensemble_is_the_mean_of_its_members(tmp_path):
     assert ensemble.count_params() == sum(m.count_params() for m in members)
     ensemble.save(tmp_path / "e.keras")
     np.testing.assert_allclose(predict(keras.models.load_model(tmp_path / "e.keras"), *rows), mean, atol=1e-6)
-
-
-# Character n-gram embeddings (fastText's subword vectors): the table, the mean, masks, save/load.
-
-WORDS = ["<pad>", "<oov>", "주민등록", "주민등록증", "질환", "희귀질환", "abc"]
-
-
-def test_token_ngrams_mark_the_ends_and_leave_out_the_whole_token():
-    assert token_ngrams("abc", 2, 3) == ["<a", "ab", "bc", "c>", "<ab", "abc", "bc>"]
-    assert token_ngrams("ab", 1, 4) == ["a", "b", "<a", "ab", "b>", "<ab", "ab>"]   # never "<ab>", "<", ">"
-
-
-def test_ngram_table_keeps_only_shared_ngrams_and_nothing_for_pad_and_oov():
-    table, count = ngram_table(WORDS, (2, 3))
-    ids = {gram: i for i, gram in enumerate(dict.fromkeys(
-        g for w in WORDS[2:] for g in token_ngrams(w, 2, 3)
-        if sum(g in token_ngrams(o, 2, 3) for o in WORDS[2:]) >= 2), start=1)}
-    assert count == len(ids) + 1 == 11
-    expected = [[ids[g] for g in token_ngrams(w, 2, 3) if g in ids] for w in WORDS[2:]]
-    assert [sorted(r[r > 0].tolist()) for r in table[2:]] == [sorted(e) for e in expected]
-    assert not table[:2].any()                       # <pad>, <oov>
-    assert not table[WORDS.index("abc")].any()       # shares nothing
-    # 주민등록 and 주민등록증 share every n-gram of 주민등록 but its end "록>".
-    assert set(table[2][table[2] > 0]) == set(table[3][table[3] > 0])
-    np.testing.assert_array_equal(ngram_table(WORDS, (2, 3))[0], table)   # deterministic
-
-
-def test_ngram_embedding_is_the_mean_of_the_token_and_its_ngrams():
-    model = build_model(hp(units=4, embedding_dim=5, char_ngrams=(2, 3)), vocab_size=7, num_classes=2,
-                        vocabulary=WORDS)
-    layer = model.get_layer("embedding")
-    assert isinstance(layer, NgramEmbedding)
-    words, grams, table = (np.asarray(w) for w in (layer.words, layer.ngrams, layer.table))
-    ids = np.array([[2, 3, 6, 1, 0]], "int32")
-    expected = [(words[i] + grams[table[i][table[i] > 0]].sum(0)) / (1 + (table[i] > 0).sum()) for i in ids[0]]
-    np.testing.assert_allclose(np.asarray(layer(ids))[0], expected, atol=1e-6)
-    assert np.asarray(layer.compute_mask(ids)).tolist() == [[True, True, True, True, False]]
-    # Trainable: one vector per token and per shared n-gram; the table is a constant of the model.
-    assert layer.count_params() == 7 * 5 + 11 * 5 + table.size
-    assert sum(np.prod(w.shape) for w in layer.trainable_weights) == 7 * 5 + 11 * 5
-
-
-@pytest.mark.parametrize("pooling", POOLINGS)
-def test_ngram_embeddings_skip_padding_with_every_pooling(pooling):
-    model = build_model(hp(units=4, embedding_dim=6, bidirectional=True, pooling=pooling, char_ngrams=(1, 3)),
-                        vocab_size=7, num_classes=3, vocabulary=WORDS)
-    short = predict(model, [2, 3, 4, 0], [5, 0, 0, 0])
-    np.testing.assert_allclose(predict(model, [2, 3, 4, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0, 0]), short, atol=1e-5)
-    assert not np.allclose(predict(model, [2, 3, 4, 6], [5, 0, 0, 0])[0], short[0], atol=1e-6)
-
-
-def test_ngram_model_loads_back_with_its_table(tmp_path):
-    model = build_model(hp(units=4, embedding_dim=6, char_ngrams=(2, 4)), vocab_size=7, num_classes=3,
-                        vocabulary=WORDS)
-    model.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
-    rows = ([2, 3, 4, 0], [5, 6, 1, 0])
-    np.testing.assert_allclose(predict(loaded, *rows), predict(model, *rows), atol=1e-6)
-    np.testing.assert_array_equal(np.asarray(loaded.get_layer("embedding").table), ngram_table(WORDS, (2, 4))[0])
-
-
-def test_ngram_embeddings_need_the_vocabulary():
-    with pytest.raises(ValueError, match="needs the vocabulary's 7 tokens, got 0"):
-        build_model(hp(char_ngrams=(2, 3)), vocab_size=7, num_classes=2)
-    with pytest.raises(ValueError, match="needs embeddings"):
-        build_model(hp(char_ngrams=(2, 3), one_hot=True), vocab_size=7, num_classes=2, vocabulary=WORDS)

@@ -322,27 +322,6 @@ def test_sigterm_during_a_stage_exits_130_and_the_run_is_killed(repo, capsys):
     assert signal.getsignal(signal.SIGTERM) is handler
 
 
-@pytest.mark.slow   # an experimental option (tests/test_language_model.py)
-def test_train_logs_the_language_models_epochs(repo):
-    """train.model.pretrain lm through the train stage: its epochs in models/run.json and, as
-    language_model/loss, in the train run."""
-    from pipeline.stages import download, prepare, tokenize, train
-
-    write_table_project(repo, "train:\n  epochs: 1\n  ensemble: 1\n  use_tuned: false\n"
-                              "  model: {units: 4, embedding_dim: 4, dense_units: 0, bidirectional: true,\n"
-                              "          pretrain: lm, pretrain_epochs: 2}\n")
-    for stage in (download, tokenize, prepare):
-        assert stage.main([]) == 0, stage.__name__
-    before = all_runs()
-    assert train.main([]) == 0
-    run = new_run(before)
-    assert run.info.status == "FINISHED"
-    run_info = json.loads((repo / "models" / "run.json").read_text(encoding="utf-8"))
-    assert [row["epoch"] for row in run_info["language_model"]] == [1, 2]
-    history = client().get_metric_history(run.info.run_id, "language_model/loss")
-    assert [(m.step, m.value) for m in history] == [(row["epoch"], row["loss"]) for row in run_info["language_model"]]
-
-
 def test_three_stages_in_a_row_are_three_finished_runs(repo):
     """download -> tokenize -> prepare on a tiny table, no JVM: what `dvc repro` records."""
     from pipeline.stages import download, prepare, tokenize

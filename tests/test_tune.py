@@ -65,12 +65,6 @@ def test_override_checks_values_like_params_yaml():
         override(train, {"model.dropout": 1.5}, "best.json")
     with pytest.raises(ParamsError, match="best.json: seed: not a tunable train key"):
         override(train, {"seed": 1}, "best.json")
-    # the rules across keys too: a trial's draw or a best.json can pair values params.yaml could not
-    with pytest.raises(ParamsError, match="tune.space: train.model.embedding_init: ppmi needs embeddings, "
-                                          "but train.model.one_hot is true"):
-        override(train, {"model.one_hot": True, "model.embedding_init": "ppmi"}, "tune.space")
-    with pytest.raises(ParamsError, match="tune.space: train.model.char_ngrams: needs embeddings"):
-        override(override(train, {"model.char_ngrams": [2, 4]}, "x"), {"model.one_hot": True}, "tune.space")
 
 
 def test_subsample_is_stratified_and_seeded():
@@ -98,6 +92,10 @@ def test_study_name_follows_the_space_and_data_not_the_budget():
     assert studies.study_name(other_space, train, "data1") != name
     assert studies.study_name(base, train, "data2") != name
     assert studies.study_name(make_params(**tune_params(study_name="mine")), train, "data1") == "mine"
+    # Keys a trial never reads (it is one fit) leave the study as it is; one it reads starts another.
+    unread = train.model_copy(update={"ensemble": 5, "refit": not train.refit, "use_tuned": not train.use_tuned})
+    assert studies.study_name(base, unread, "data1") == name
+    assert studies.study_name(base, train.model_copy(update={"learning_rate": 0.123}), "data1") != name
 
 
 def test_baseline_is_the_params_yaml_values_the_space_contains():

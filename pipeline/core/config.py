@@ -185,20 +185,6 @@ class ModelParams(_Section):
     # over the steps, last+max+mean (ULMFiT's concat pooling), or additive attention; masks respected.
     pooling: Literal["last", "max", "mean", "concat", "attention"] = "attention"
     embedding_dropout: float = Field(0.0, ge=0, lt=1)   # SpatialDropout1D: whole embedding channels
-    # Each token's vector is the mean of its embedding and its character n-grams' (fastText's subword
-    # vectors), n-grams of these lengths shared by two or more vocabulary tokens; []: plain embeddings.
-    char_ngrams: NgramRange = ()
-    # uniform: Keras' random start; ppmi: word vectors from the training texts' co-occurrences
-    # (PPMI + SVD, word2vec's objective in closed form), then trained as usual.
-    embedding_init: Literal["uniform", "ppmi"] = "uniform"
-    # none: the classifier starts at random; lm: its embedding and first recurrent layer start from a
-    # language model of the rows it trains on (forward: next token, backward: previous one), trained
-    # for pretrain_epochs over the same batches with Adam at pretrain_learning_rate, predicting the
-    # pretrain_words most frequent tokens (0: every one). Dai & Le, 2015; Peters et al., 2018.
-    pretrain: Literal["none", "lm"] = "none"
-    pretrain_epochs: int = Field(1, ge=1, le=1000)
-    pretrain_words: int = Field(5000, ge=0, le=10_000_000)
-    pretrain_learning_rate: float = Field(0.01, gt=0, le=10)
 
 
 class TrainParams(_Section):
@@ -218,18 +204,20 @@ class TrainParams(_Section):
     seed: int = 42
     deterministic: bool = False       # TF op determinism (slower)
     use_tuned: bool = True            # merge tune/best_params.json (the tune stage's best trial) over these
-    clip_norm: float = Field(0.0, ge=0)          # clip the gradients' global norm; 0: off
-    lr_schedule: Literal["constant", "cosine"] = "constant"   # cosine: linear warm-up, then cosine decay to 0
-    warmup_epochs: float = Field(0.0, ge=0, le=1000)          # cosine only
-    label_smoothing: float = Field(0.0, ge=0, lt=1)          # training loss only; reported losses are plain
     ensemble: int = Field(3, ge=1, le=32)        # members (seeds seed..seed+n-1), probabilities averaged in one model
     refit: bool = False   # train each member again on train+val for its kept epoch count (val figures: the first fit's)
 
 
 # Keys of the train section a study may vary (tune.space); the rest define the experiment itself.
 TUNABLE_TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "scale_learning_rate",
-                      "class_weight", "early_stopping_patience", "monitor", "bucket_by_length", "maxlen", "clip_norm",
-                      "lr_schedule", "warmup_epochs", "label_smoothing")
+                      "class_weight", "early_stopping_patience", "monitor", "bucket_by_length", "maxlen")
+
+
+# Options taken out because they measured no gain on any dataset (issue 37): a params.yaml, experiment or
+# tune.space that still names one is refused with this instead of "unknown key".
+REMOVED = {f"train.{key}": "removed (it measured no gain; see docs/history.md)" for key in (
+    "model.char_ngrams", "model.embedding_init", "model.pretrain", "model.pretrain_epochs", "model.pretrain_words",
+    "model.pretrain_learning_rate", "clip_norm", "lr_schedule", "warmup_epochs", "label_smoothing")}
 
 
 class SearchDim(_Section):
@@ -420,8 +408,8 @@ def to_dict(obj: Any) -> Any:
 
 
 def override(train: TrainParams, values: Mapping[str, Any], source: str) -> TrainParams:
-    """`train` with dotted keys ("model.units", "learning_rate") replaced, checked as params.yaml's
-    train section is (each key, then the rules across keys)."""
+    """`train` with dotted keys ("model.units", "learning_rate") replaced, each checked as in params.yaml's
+    train section."""
     merged = to_dict(train)
     for key, value in values.items():
         _check_tunable(key, key, source)
@@ -430,9 +418,7 @@ def override(train: TrainParams, values: Mapping[str, Any], source: str) -> Trai
         for part in parents:
             target = target[part]
         target[leaf] = value
-    train = _validate(TrainParams, merged, source, prefix=("train",))
-    _check_train(train, source)
-    return train
+    return _validate(TrainParams, merged, source, prefix=("train",))
 
 
 def tunable_keys() -> tuple[str, ...]:
@@ -440,6 +426,8 @@ def tunable_keys() -> tuple[str, ...]:
 
 
 def _check_tunable(key: str, where: str, source: str) -> None:
+    if f"train.{key}" in REMOVED:
+        raise ParamsError(f"{source}: {where}: {REMOVED[f'train.{key}']}")
     if key not in tunable_keys():
         raise ParamsError(f"{source}: {where}: not a tunable train key (allowed: {', '.join(tunable_keys())})")
 
@@ -460,6 +448,8 @@ def _explain(cls: type[_Section], error: Any, parent: str) -> str:
     owner, field, tp = _locate(cls, error["loc"])
     value = error["input"]
     if error["type"] == "extra_forbidden":
+        if f"{parent}.{error['loc'][-1]}" in REMOVED:
+            return REMOVED[f"{parent}.{error['loc'][-1]}"]
         return f"unknown key (allowed in {parent}: {', '.join(owner.model_fields)})"
     if error["type"] == "missing":
         return "required"
@@ -532,7 +522,6 @@ def _check_cross_fields(p: Params, source: str) -> None:
         except re.error as exc:
             raise ParamsError(f"{source}: tokenize.clean_pattern: not a valid regular expression: {exc}") from None
     _check_space(p.tune.space, source)
-    _check_train(p.train, source)
     if p.evaluate.champion in ("linear", "blend") and not p.evaluate.linear.enabled:
         raise ParamsError(f"{source}: evaluate.champion: {p.evaluate.champion} needs the linear model, but "
                           "evaluate.linear.enabled is false (enable it, or choose rnn or auto)")
@@ -550,18 +539,6 @@ def _check_cross_fields(p: Params, source: str) -> None:
             raise ParamsError(f"{source}: dataset.table.label_column: required when dataset.name is table")
         if tb.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", tb.sha256):
             raise ParamsError(f"{source}: dataset.table.sha256: expected 64 hex digits, got {tb.sha256!r}")
-
-
-def _check_train(train: TrainParams, source: str) -> None:
-    """Rules across train keys. params.yaml and every merge of tuned values (`override`: a trial's draw,
-    tune/best.json) go through here, so no later code needs its own guard."""
-    model = train.model
-    if model.one_hot and model.embedding_init != "uniform":
-        raise ParamsError(f"{source}: train.model.embedding_init: {model.embedding_init} needs "
-                          "embeddings, but train.model.one_hot is true (set one of them off)")
-    if model.one_hot and model.char_ngrams:
-        raise ParamsError(f"{source}: train.model.char_ngrams: needs embeddings, but train.model.one_hot is "
-                          "true (set one of them off)")
 
 
 def _check_space(space: Mapping[str, SearchDim], source: str) -> None:

@@ -32,7 +32,6 @@ class Prepared:
     padding: str
     maxlen: int
     truncating: str = "pre"
-    tokens: tuple[str, ...] = ()   # the vocabulary in id order (train.model.char_ngrams reads it)
 
     def cut(self, maxlen: int) -> Prepared:
         """The splits as if prepare had used a shorter maxlen (train.maxlen; 0 keeps them)."""
@@ -73,7 +72,7 @@ def load_prepared(folder: Path = paths.PREPARED_DIR) -> Prepared:
     labels = read("labels.json", text)
     prep = read("params.json", lambda path: text(path)["prepare"])
     return Prepared(splits["train"], splits["val"], len(vocab), labels, prep["padding"], prep["maxlen"],
-                    prep.get("truncating", "pre"), tuple(sorted(vocab, key=vocab.get)))
+                    prep.get("truncating", "pre"))
 
 
 def data_fingerprint(prepared_dir: Path) -> str:

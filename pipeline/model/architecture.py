@@ -11,12 +11,11 @@ additive attention (Bahdanau et al., 2015; Yang et al., 2016). Every one skips p
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import keras
 
 from pipeline.core.config import ModelParams
-from pipeline.model.ngram_embedding import NgramEmbedding, ngram_table
 
 _CELLS: dict[str, type[keras.layers.Layer]] = {
     "simple_rnn": keras.layers.SimpleRNN,
@@ -158,13 +157,12 @@ def uses_fused_kernel(hp: ModelParams, padding: str) -> bool:
     return not fused_kernel_blockers(hp, padding)
 
 
-def build_model(hp: ModelParams, vocab_size: int, num_classes: int, vocabulary: Sequence[str] = ()) -> keras.Model:
-    """Uncompiled classifier for int32 token ids of any length (0 = padding, 1 = OOV).
-    `vocabulary` (the tokens in id order) is needed with hp.char_ngrams only."""
+def build_model(hp: ModelParams, vocab_size: int, num_classes: int) -> keras.Model:
+    """Uncompiled classifier for int32 token ids of any length (0 = padding, 1 = OOV)."""
     if vocab_size < 3:
         raise ValueError(f"vocab_size must be >= 3 (padding, OOV, one word), got {vocab_size}")
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
-    x = input_features(hp, vocab_size, vocabulary)(tokens)
+    x = input_features(hp, vocab_size)(tokens)
     if hp.embedding_dropout and not hp.one_hot:
         # Drops whole embedding channels for the whole text, not single numbers (Gal & Ghahramani, 2016).
         x = keras.layers.SpatialDropout1D(hp.embedding_dropout, name="embedding_dropout")(x)
@@ -178,17 +176,9 @@ def build_model(hp: ModelParams, vocab_size: int, num_classes: int, vocabulary: 
     return keras.Model(tokens, outputs, name=f"{hp.cell}_classifier")
 
 
-def input_features(hp: ModelParams, vocab_size: int, vocabulary: Sequence[str]) -> keras.layers.Layer:
+def input_features(hp: ModelParams, vocab_size: int) -> keras.layers.Layer:
     if hp.one_hot:
-        if hp.char_ngrams:
-            raise ValueError("char_ngrams needs embeddings, not one_hot")
         return OneHot(vocab_size, mask_zero=hp.mask, name="one_hot")
-    if hp.char_ngrams:
-        if len(vocabulary) != vocab_size:
-            raise ValueError(f"char_ngrams needs the vocabulary's {vocab_size} tokens, got {len(vocabulary)}")
-        table, count = ngram_table(vocabulary, hp.char_ngrams)
-        return NgramEmbedding(vocab_size, count, table.shape[1], hp.embedding_dim, mask_zero=hp.mask,
-                              table=table, name="embedding")
     return keras.layers.Embedding(vocab_size, hp.embedding_dim, mask_zero=hp.mask, name="embedding")
 
 

@@ -26,8 +26,6 @@ from pipeline.data.sequences import bucket_boundaries, trim_padding
 from pipeline.model.strategies import is_chief
 
 EpochHook = Callable[[int, dict], None]
-# The language model's epochs shuffle with seed + this + epoch: orders of their own, not the classifier's.
-_PRETRAIN_EPOCHS = 100_000
 
 
 def make_dataset(split: dict, global_batch: int, *, seed: int, epoch: int, bucket: bool, padding: str,
@@ -82,7 +80,6 @@ class FitResult:
     members: list[FitResult] = field(default_factory=list)   # an ensemble's, each with its own history
     refit_epochs: list[int] = field(default_factory=list)   # train.refit: each member's epochs on train + val
     ensemble_val: dict | None = None    # an ensemble's own val/loss and val/accuracy
-    language_model: list[dict] = field(default_factory=list)   # train.model.pretrain lm: its epochs (loss, tokens)
     # The model the validation figures are of, when train.refit replaced it by one trained on val too.
     first_fit: object | None = None
 
@@ -102,29 +99,11 @@ class FitResult:
         return self.ensemble_val if self.ensemble_val is not None else self.history[self.best_epoch - 1]
 
 
-def make_optimizer(name: str, learning_rate, clip_norm: float = 0.0):
-    """The optimizer; `learning_rate` a number or a schedule, `clip_norm` > 0 clips the gradients'
-    global norm (under a distribution strategy, each replica's before they are summed)."""
+def make_optimizer(name: str, learning_rate: float):
     import keras
 
-    clip = {"global_clipnorm": clip_norm} if clip_norm else {}
     return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
-            "sgd": keras.optimizers.SGD}[name](learning_rate=learning_rate, **clip)
-
-
-def learning_rate(cfg: TrainParams, peak: float, steps: int):
-    """A number (constant), or linear warm-up to `peak` over warmup_epochs then cosine decay to 0 at
-    the last epoch (Loshchilov & Hutter, 2017; the schedule counts the optimizer's steps, which the
-    backup keeps, so a resumed run continues on it)."""
-    import keras
-
-    if cfg.lr_schedule == "constant":
-        return peak
-    total = max(1, cfg.epochs * steps)
-    warmup = min(int(round(cfg.warmup_epochs * steps)), total - 1)
-    if warmup:
-        return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, warmup_target=peak, warmup_steps=warmup)
-    return keras.optimizers.schedules.CosineDecay(peak, total)
+            "sgd": keras.optimizers.SGD}[name](learning_rate=learning_rate)
 
 
 def class_weights(y: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
@@ -153,11 +132,6 @@ class Backup:
     def has_checkpoint(self) -> bool:
         return self.manager is not None and self.manager.latest_checkpoint is not None
 
-    def language_model(self) -> list[dict]:
-        """The language model's epochs the interrupted run trained its encoder with ([]: none)."""
-        saved = self.folder / "language_model.json" if self.has_checkpoint() else None
-        return json.loads(saved.read_text()) if saved and saved.is_file() else []
-
     def restore(self) -> tuple[list[dict], list[np.ndarray] | None]:
         """The saved history and best weights (empty, None when there is nothing to resume)."""
         if not self.has_checkpoint():
@@ -170,8 +144,7 @@ class Backup:
         history_file = self.folder / "history.json"
         return (json.loads(history_file.read_text()) if history_file.is_file() else []), best
 
-    def save(self, history: list[dict], best_weights: list[np.ndarray] | None,
-             language_model: list[dict] = ()) -> None:
+    def save(self, history: list[dict], best_weights: list[np.ndarray] | None) -> None:
         """The files beside the checkpoint first, each written whole (a kill -9 in the middle of a plain
         write left an empty history.json the resumed run could not read), then the checkpoint, the
         commit point: killed before it, the run resumes from the previous epoch, and restore's caller
@@ -182,8 +155,6 @@ class Backup:
             with atomic_file(self.folder / "best_weights.npz") as tmp, tmp.open("wb") as out:
                 np.savez(out, **{f"w{i}": w for i, w in enumerate(best_weights)})
         write_json(self.folder / "history.json", history)
-        if language_model:   # a resumed run reports the epochs its encoder came from
-            write_json(self.folder / "language_model.json", language_model)
         self.manager.save()
 
 
@@ -204,25 +175,7 @@ def _per_example(binary: bool):
     return per_example
 
 
-def _smoothed_loss(binary: bool, smoothing: float):
-    """The loss the gradients follow: with label smoothing (Szegedy et al., 2016) the targets are
-    1 - s + s/K and s/K; the loss reported and early-stopped on stays the plain one."""
-    import keras
-    import tensorflow as tf
-
-    @tf.autograph.experimental.do_not_convert   # plain Python branching on `binary`; nothing to convert
-    def loss(y, p):
-        if binary:
-            return keras.losses.binary_crossentropy(tf.cast(tf.reshape(y, [-1, 1]), p.dtype), p,
-                                                    label_smoothing=smoothing)
-        target = tf.one_hot(y, tf.shape(p)[-1], dtype=p.dtype)
-        return keras.losses.categorical_crossentropy(target, p, label_smoothing=smoothing)
-
-    return loss
-
-
-def _step_functions(model, optimizer, strategy, binary: bool, class_weight, element_spec, eval_spec,
-                    smoothing: float = 0.0):
+def _step_functions(model, optimizer, strategy, binary: bool, class_weight, element_spec, eval_spec):
     """The distributed train step and the local eval step, each returning (loss sum, correct, rows).
 
     Each is traced once, for every batch shape (`element_spec`, `eval_spec`: the time dimension varies
@@ -231,14 +184,12 @@ def _step_functions(model, optimizer, strategy, binary: bool, class_weight, elem
     import tensorflow as tf
 
     per_example = _per_example(binary)
-    smoothed = _smoothed_loss(binary, smoothing) if smoothing else None
 
     def replica_step(x, y):
         with tf.GradientTape() as tape:
             p = model(x, training=True)
             loss, correct = per_example(y, p)
-            followed = smoothed(y, p) if smoothed else loss
-            avg = tf.nn.compute_average_loss(followed * tf.gather(class_weight, y))
+            avg = tf.nn.compute_average_loss(loss * tf.gather(class_weight, y))
         grads = tape.gradient(avg, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
@@ -274,14 +225,12 @@ def _sums(step, batches) -> np.ndarray:
 
 def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = None,
         on_epoch_end: EpochHook | None = None, progress: bool | None = None, *,
-        stop_after: int | None = None, keep_last: bool = False, encoder_seed: int | None = None) -> FitResult:
+        stop_after: int | None = None, keep_last: bool = False) -> FitResult:
     """Train with early stopping on cfg.monitor (val loss or accuracy), keeping its best epoch's
     weights; resume from backup_dir when it holds a checkpoint.
 
-    `stop_after` ends training after that many epochs (the learning-rate schedule still spans
-    cfg.epochs) and `keep_last` keeps the last epoch's weights instead of the best: a refit's.
-    `encoder_seed` seeds train.model.pretrain's language model (cfg.seed if None): an ensemble's
-    members pass the run's, so they share one."""
+    `stop_after` ends training after that many epochs and `keep_last` keeps the last epoch's weights
+    instead of the best: a refit's."""
     import tensorflow as tf
     from tqdm import tqdm
 
@@ -293,10 +242,8 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
     lr = cfg.learning_rate * (replicas if cfg.scale_learning_rate else 1)
     n_steps = steps_per_epoch(len(data.train["y"]), global_batch)
     with strategy.scope():
-        model = build_model(cfg.model, data.vocab_size, num_classes, data.tokens)
-        if cfg.model.embedding_init == "ppmi":
-            _start_from_ppmi(model, data, cfg)
-        optimizer = make_optimizer(cfg.optimizer, learning_rate(cfg, lr, n_steps), cfg.clip_norm)
+        model = build_model(cfg.model, data.vocab_size, num_classes)
+        optimizer = make_optimizer(cfg.optimizer, lr)
         # Create the slot variables now: made lazily inside the replicated, traced step they send
         # tf.function down its variable-initialisation path, which fails under MirroredStrategy.
         optimizer.build(model.trainable_variables)
@@ -313,25 +260,13 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
                        padding=data.padding, shuffle=False).cache().prefetch(tf.data.AUTOTUNE)
     weights = tf.constant(class_weights(data.train["y"], num_classes, cfg.class_weight))
     train_step, eval_step = _step_functions(model, optimizer, strategy, output_spec(num_classes)[0] == 1,
-                                            weights, epoch_iterator(0).element_spec, val.element_spec,
-                                            cfg.label_smoothing)
+                                            weights, epoch_iterator(0).element_spec, val.element_spec)
     backup = Backup(backup_dir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
                                                     best_score=best_score, wait=wait), strategy)
-    language_model = backup.language_model()
-    if cfg.model.pretrain == "lm" and not backup.has_checkpoint():   # a resumed run restores its weights
-        from pipeline.model.language_model import start_from_language_model
-
-        lm_seed = cfg.seed if encoder_seed is None else encoder_seed
-        lm_batches = epoch_batches(data.train, global_batch, strategy, seed=lm_seed, bucket=cfg.bucket_by_length,
-                                   padding=data.padding)
-        language_model = start_from_language_model(
-            model, data.train["x"], cfg.model, data.tokens, strategy, lambda e: lm_batches(_PRETRAIN_EPOCHS + e),
-            n_steps, cfg.model.pretrain_learning_rate, lm_seed, progress).history
     best_weights = [v.numpy() for v in model.weights]
     history, saved_best = backup.restore()
     best_weights = saved_best or best_weights
-    result = FitResult(model=model, resumed_from_epoch=int(epoch_var.numpy()), replicas=replicas,
-                       language_model=language_model)
+    result = FitResult(model=model, resumed_from_epoch=int(epoch_var.numpy()), replicas=replicas)
     result.history = history[: result.resumed_from_epoch]
     started = time.perf_counter()
     last = min(cfg.epochs, stop_after or cfg.epochs)
@@ -364,7 +299,7 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
         else:
             wait.assign_add(1)
         epoch_var.assign(epoch + 1)
-        backup.save(result.history, best_weights if improved else None, result.language_model)
+        backup.save(result.history, best_weights if improved else None)
         if keep_last:
             print(f"epoch {epoch + 1}/{last} (a fixed count, the last kept): loss {row['train/loss']:.4f} "
                   f"acc {row['train/accuracy']:.4f}",
@@ -393,17 +328,6 @@ def backup_key(cfg: TrainParams, prepared_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _start_from_ppmi(model, data: Prepared, cfg: TrainParams) -> None:
-    """train.model.embedding_init ppmi: the embedding starts from word vectors of the rows this fit
-    trains on (pipeline/model/pretrain.py)."""
-    from pipeline.model.pretrain import ppmi_svd_vectors, start_embedding_from
-
-    started = time.perf_counter()
-    start_embedding_from(model, ppmi_svd_vectors(data.train["x"], data.vocab_size, cfg.model.embedding_dim))
-    print(f"train: embedding started from PPMI-SVD vectors of {len(data.train['y']):,} training rows "
-          f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
-
-
 def average_members(members: list):
     """One Keras model whose output is the mean of the members' probabilities: saved, loaded,
     evaluated and served as any single model is."""
@@ -417,7 +341,7 @@ def average_members(members: list):
 
 
 def refit(data: Prepared, cfg: TrainParams, strategy, epochs: int, backup_dir: Path | None = None,
-          progress: bool | None = None, encoder_seed: int | None = None):
+          progress: bool | None = None):
     """train.refit: the model trained again from its seed on train + val for `epochs` epochs (the
     count early stopping kept), its last weights kept. It learns from every row the linear baseline
     does; nothing is left to stop on, so the epoch count comes from the first fit."""
@@ -427,7 +351,7 @@ def refit(data: Prepared, cfg: TrainParams, strategy, epochs: int, backup_dir: P
     set_seed(cfg.seed, tensorflow=True)
     once = cfg.model_copy(update={"early_stopping_patience": 0, "refit": False})
     return fit(data.with_val_in_train(), once, strategy, backup_dir, None, progress, stop_after=epochs,
-               keep_last=True, encoder_seed=encoder_seed).model
+               keep_last=True).model
 
 
 def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = None,
@@ -466,10 +390,10 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
 
         print(f"train: ensemble member {i + 1}/{cfg.ensemble} (seed {member.seed})", file=sys.stderr)
         folder = backup_dir / f"member-{i}" if backup_dir else None
-        members.append(fit(data, member, strategy, folder, hook, progress, encoder_seed=cfg.seed))
+        members.append(fit(data, member, strategy, folder, hook, progress))
         if cfg.refit:
             refits.append(refit(data, member, strategy, members[-1].best_epoch, folder and folder / "refit",
-                                progress, encoder_seed=cfg.seed))
+                                progress))
     with strategy.scope():
         model = average_members([m.model for m in members])   # the first fits': what val can score
     binary = output_spec(len(data.labels))[0] == 1
@@ -486,5 +410,4 @@ def fit_ensemble(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | 
                      best_epoch=0, resumed_from_epoch=members[0].resumed_from_epoch, replicas=members[0].replicas,
                      seconds=time.perf_counter() - started, members=members,
                      ensemble_val={"val/loss": float(loss / rows), "val/accuracy": float(correct / rows)},
-                     refit_epochs=[m.best_epoch for m in members] if refits else [],
-                     language_model=members[0].language_model, first_fit=first_fit)
+                     refit_epochs=[m.best_epoch for m in members] if refits else [], first_fit=first_fit)

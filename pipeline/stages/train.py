@@ -212,10 +212,8 @@ def _train(params: Params, args, distribute: str) -> None:
     best = result.best
     run_info = {"run_id": active.info.run_id if active else None, "best_epoch": result.best_epoch,
                 "replicas": result.replicas, "strategy": type(strategy).__name__, "tuned_from": tuned,
-                "refit_epochs": result.refit_epochs, "language_model": result.language_model}
+                "refit_epochs": result.refit_epochs}
     if active:
-        for row in result.language_model:   # train.model.pretrain lm: the encoder's first lessons
-            mlflow.log_metric("language_model/loss", row["loss"], step=row["epoch"])
         mlflow.log_metrics({"best/val_loss": best["val/loss"], "best/val_accuracy": best["val/accuracy"],
                             "best/epoch": result.best_epoch})
         if result.refit_epochs:

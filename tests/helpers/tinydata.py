@@ -46,8 +46,7 @@ def tiny_data(n: int = 192, maxlen: int = 12, vocab: int = 30, seed: int = 0):
             x[i, :n_tok] = row
         return {"x": x, "y": y, "length": lengths, "raw_length": lengths}
 
-    return Prepared(split(n), split(64), vocab, ["0", "1"], "post", maxlen,
-                    tokens=tuple(f"w{i}" for i in range(vocab)))   # as write_prepared's vocab.json
+    return Prepared(split(n), split(64), vocab, ["0", "1"], "post", maxlen)
 
 
 # The vocabulary is w0..w29, so the raw text "w3 w7" encodes to [3, 7] with this spec.

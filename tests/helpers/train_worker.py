@@ -2,10 +2,6 @@
 
     python tests/helpers/train_worker.py {none,mirrored,multi_worker} OUT.npz
 
-The tiny model with character n-gram embeddings (train.model.char_ngrams [1, 2]) started
-from PPMI-SVD vectors (train.model.embedding_init ppmi), then with its encoder trained as a language
-model for an epoch (train.model.pretrain lm): every way a fit starts before it sees a label.
-
 Logical devices must be configured before TensorFlow starts, and multi-worker training needs a
 process per worker, hence a script rather than an in-process test.
 """
@@ -21,18 +17,12 @@ if __name__ == "__main__":   # run as a script: the repo (pipeline) and tests/ (
 
 import numpy as np  # noqa: E402
 
-from helpers.tinydata import tiny_data, tiny_model, tiny_train  # noqa: E402
+from helpers.tinydata import tiny_data, tiny_train  # noqa: E402
 
 
 def config(mode: str):
     """The same global batch of 16 under every strategy: 2 replicas x 8 when mirrored."""
-    return tiny_train(epochs=2, batch_size=8 if mode == "mirrored" else 16, seed=7, bucket_by_length=True,
-                      model=tiny_model(char_ngrams=(1, 2), embedding_init="ppmi", pretrain="lm", pretrain_epochs=1,
-                                       # Adam moves even a weight whose gradient is float noise by about its
-                                       # rate: at the default 0.01 the two strategies' summation orders
-                                       # part by 0.003 in a few weights; at the classifier's rate they
-                                       # stay within the tolerance the comparison was made for.
-                                       pretrain_learning_rate=0.001))
+    return tiny_train(epochs=2, batch_size=8 if mode == "mirrored" else 16, seed=7, bucket_by_length=True)
 
 
 def weights(model) -> list[list[np.ndarray]]:
