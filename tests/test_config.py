@@ -162,3 +162,14 @@ def test_stage_exits_with_one_line_naming_the_key(tmp_path, capsys):
     assert main(["--params", str(path)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "prepare.maxlen" in err[0] and "-3" in err[0]
+
+
+def test_class_names_are_spaced_as_the_readers_space_labels():
+    """A label's line breaks and runs of spaces are read as one space (data/readers.py): the class
+    names in dataset.classes are compared after the same change, and NFC."""
+    import unicodedata
+
+    from pipeline.core.config import DatasetParams
+
+    nfd = unicodedata.normalize("NFD", "행정")
+    assert DatasetParams(classes=["b  c", " b\nc ", nfd]).classes == ("b c", "b c", "행정")

@@ -107,8 +107,9 @@ class TableSource(_Section):
 
 
 def _class_names(value: Any) -> Any:
-    """Compared with labels as the readers give them: NFC and stripped (macOS writes Hangul NFD)."""
-    return tuple(unicodedata.normalize("NFC", v).strip() for v in _strings(value))
+    """Compared with labels as the readers give them: NFC (macOS writes Hangul NFD), each run of
+    whitespace one space, stripped."""
+    return tuple(" ".join(unicodedata.normalize("NFC", v).split()) for v in _strings(value))
 
 
 class DatasetParams(_Section):
