@@ -112,3 +112,15 @@ def test_stats_help_choose_maxlen():
     json.dumps(stats)  # plain data
     assert stats["splits"]["train"]["length"]["p50"] == 3.0
     assert stats["maxlen"] == 4 and 0.9 < stats["maxlen_covers_train_rows"] <= 1.0
+
+
+def test_a_models_cut_is_resolved_once_from_its_records():
+    """train.maxlen or prepare.maxlen, the padding side and the truncating side (pre for prepared data
+    older than the setting), read in one place by training, evaluate and serving."""
+    from pipeline.data.prepared import Cut
+
+    prepare = {"maxlen": 60, "padding": "post", "truncating": "post"}
+    assert Cut.of(prepare) == Cut(60, "post", "post")
+    assert Cut.of_model({"train": {"maxlen": 40}, "prepared": {"prepare": prepare}}) == Cut(40, "post", "post")
+    assert Cut.of_model({"train": {"maxlen": 0}, "prepared": {"prepare": {"maxlen": 9, "padding": "pre"}}}) == \
+        Cut(9, "pre", "pre")

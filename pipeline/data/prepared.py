@@ -24,6 +24,27 @@ from pipeline.data.subword import SUBWORD_KEY, Subword
 
 
 @dataclass(frozen=True)
+class Cut:
+    """How a model's token ids are cut and padded, resolved once from the records that say it: the
+    prepared length, or train.maxlen's shorter one; the side padded; the side cut (data prepared
+    before truncation was a setting was cut at the front)."""
+    maxlen: int
+    padding: str
+    truncating: str = "pre"
+
+    @classmethod
+    def of(cls, prepare: dict, train_maxlen: int | None = 0) -> Cut:
+        """From the `prepare` record of a prepared params.json; train.maxlen > 0 replaces its maxlen."""
+        return cls(int(train_maxlen or 0) or int(prepare["maxlen"]), prepare["padding"],
+                   prepare.get("truncating", "pre"))
+
+    @classmethod
+    def of_model(cls, record: dict) -> Cut:
+        """From a model bundle's params.json ({"train": ..., "prepared": <prepared params.json>})."""
+        return cls.of(record["prepared"]["prepare"], record.get("train", {}).get("maxlen"))
+
+
+@dataclass(frozen=True)
 class Prepared:
     train: dict
     val: dict
@@ -70,9 +91,8 @@ def load_prepared(folder: Path = paths.PREPARED_DIR) -> Prepared:
     splits = {s: read(f"{s}.npz", arrays) for s in ("train", "val")}
     vocab = read("vocab.json", text)
     labels = read("labels.json", text)
-    prep = read("params.json", lambda path: text(path)["prepare"])
-    return Prepared(splits["train"], splits["val"], len(vocab), labels, prep["padding"], prep["maxlen"],
-                    prep.get("truncating", "pre"))
+    cut = read("params.json", lambda path: Cut.of(text(path)["prepare"]))
+    return Prepared(splits["train"], splits["val"], len(vocab), labels, cut.padding, cut.maxlen, cut.truncating)
 
 
 def data_fingerprint(prepared_dir: Path) -> str:

@@ -12,6 +12,7 @@ from pipeline.core.atomic import atomic_file, write_png
 from pipeline.core.config import DatasetParams
 from pipeline.core.errors import StageError, reading
 from pipeline.core.plotting import hangul_font
+from pipeline.data.prepared import Cut
 from pipeline.data.sequences import shorten
 from pipeline.model.files import load_model_file
 from pipeline.model.inference import predict_proba
@@ -94,11 +95,15 @@ def write_plots(y: np.ndarray, proba: np.ndarray, labels: list[str], folder: Pat
     return area
 
 
-def _trained_maxlen(model_dir: Path) -> int:
+def model_cut(model_dir: Path, prepared_dir: Path) -> Cut:
+    """The model's own cut (train.maxlen, possibly tuned, can be shorter than prepare.maxlen), from
+    its params.json; a model folder without one was trained on the prepared data as it is."""
     record = model_dir / "params.json"
-    if not record.is_file():
-        return 0
-    return int(json.loads(record.read_text(encoding="utf-8")).get("train", {}).get("maxlen", 0) or 0)
+    if record.is_file():
+        with reading(record, "train", model_dir):
+            return Cut.of_model(json.loads(record.read_text(encoding="utf-8")))
+    with reading(prepared_dir / "params.json", "prepare", prepared_dir):
+        return Cut.of(json.loads((prepared_dir / "params.json").read_text(encoding="utf-8"))["prepare"])
 
 
 def evaluate(model_dir: Path, prepared_dir: Path, batch_size: int) -> tuple[dict, np.ndarray, np.ndarray, list[str]]:
@@ -109,16 +114,11 @@ def evaluate(model_dir: Path, prepared_dir: Path, batch_size: int) -> tuple[dict
                             "rebuild it with `dvc repro train` or `dvc checkout models`")
     with reading(model_dir / "labels.json", "train", model_dir):
         labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
-    with reading(prepared_dir / "params.json", "prepare", prepared_dir):
-        prep = json.loads((prepared_dir / "params.json").read_text(encoding="utf-8"))["prepare"]
+    cut = model_cut(model_dir, prepared_dir)
     with reading(prepared_dir / "test.npz", "prepare", prepared_dir), np.load(prepared_dir / "test.npz") as test:
-        split = dict(test)
-    # The model's own cut: train.maxlen (possibly tuned) can be shorter than prepare.maxlen.
-    maxlen = _trained_maxlen(model_dir)
-    if maxlen:
-        split = shorten(split, maxlen, prep["padding"], prep.get("truncating", "pre"))
+        split = shorten(dict(test), cut.maxlen, cut.padding, cut.truncating)
     x, y, lengths = split["x"], split["y"], split["length"]
-    proba = predict_proba(model, x, lengths, prep["padding"], batch_size)
+    proba = predict_proba(model, x, lengths, cut.padding, batch_size)
     return scores(y, proba, labels), y, proba, labels
 
 

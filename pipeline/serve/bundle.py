@@ -31,6 +31,7 @@ import numpy as np
 
 from pipeline.core.config import ParamsError, TokenizeParams, TrainParams, parse_params, to_dict
 from pipeline.core.errors import StageError
+from pipeline.data.prepared import Cut
 from pipeline.data.sequences import encode_pad
 from pipeline.data.subword import SUBWORD_KEY, Subword
 from pipeline.model.linear import LINEAR_FILE, LINEAR_INFO
@@ -155,11 +156,7 @@ def load_encoder(folder: Path, ids: bool = True) -> Encoder:
     params = _read_json(folder, "params.json") if ids else {}
     try:
         cfg = parse_params({"tokenize": spec["tokenize"]}, str(folder / "preprocess.json")).tokenize
-        maxlen, padding, truncating = 0, "post", "pre"
-        if ids:
-            prep = params["prepared"]["prepare"]
-            maxlen = int(params.get("train", {}).get("maxlen") or 0) or int(prep["maxlen"])
-            padding, truncating = prep["padding"], prep.get("truncating", "pre")
+        cut = Cut.of_model(params) if ids else Cut(0, "post")
     except (KeyError, TypeError) as exc:
         raise StageError(f"{folder}: params.json / preprocess.json lack {exc}; train the model again") from None
     except ParamsError as exc:
@@ -178,7 +175,8 @@ def load_encoder(folder: Path, ids: bool = True) -> Encoder:
     if spec.get(SUBWORD_KEY) is not None:
         subword = Subword.from_spec(spec[SUBWORD_KEY], f"{folder / 'preprocess.json'}")
     vocab = _read_json(folder, "vocab.json") if ids else {}
-    return Encoder(cfg, frozenset(spec.get("stopwords", ())), vocab, maxlen, padding, truncating, subword=subword)
+    return Encoder(cfg, frozenset(spec.get("stopwords", ())), vocab, cut.maxlen, cut.padding, cut.truncating,
+                   subword=subword)
 
 
 def save_bundle(folder: Path, model, prepared_dir: Path, cfg: TrainParams) -> None:
