@@ -105,7 +105,7 @@ def with_ids(prepared_src: Path, root: Path, flip: int = 0, invert_test: bool = 
             if split == "test" and (invert_test or extra_token):
                 tokens.append(f"only{chr(97 + i // 26)}{chr(97 + i % 26)}")
             rows.append({"id": arrays["id"][i], "label": labels[arrays["y"][i]], "split": "", "tokens": tokens,
-                         "length": len(tokens)})
+                         "length": len(tokens), "text_key": arrays["id"][i]})   # each row a text of its own
     write_tokens(pd.DataFrame(rows), root / "data" / "tokens.parquet", TINY_PREPROCESS)
     return prepared
 
@@ -211,7 +211,8 @@ def test_an_id_on_two_rows_with_different_tokens_is_refused(tmp_path):
     from pipeline.text.documents import write_tokens
 
     table = pd.DataFrame({"id": ["7", "8", "7"], "label": ["a", "b", "a"], "split": "",
-                          "tokens": [["x", "y"], ["z"], ["x", "y"]], "length": [2, 1, 2]})
+                          "tokens": [["x", "y"], ["z"], ["x", "y"]], "length": [2, 1, 2],
+                          "text_key": ["k7", "k8", "k7"]})
     write_tokens(table, tmp_path / "same.parquet", TINY_PREPROCESS)
     assert read_token_lists(tmp_path / "same.parquet") == {"7": ["x", "y"], "8": ["z"]}   # the same text twice
     table.at[2, "tokens"] = ["w"]

@@ -71,6 +71,12 @@ class Prepared:
         return dataclasses.replace(self, train=both)
 
 
+def read_cut(folder: Path = paths.PREPARED_DIR) -> Cut:
+    """The prepared data's cut, from its params.json (one DataError if damaged)."""
+    with reading(folder / "params.json", "prepare", folder):
+        return Cut.of(json.loads((folder / "params.json").read_text(encoding="utf-8"))["prepare"])
+
+
 def load_prepared(folder: Path = paths.PREPARED_DIR) -> Prepared:
     """The train and val splits with what training needs to know of them; a file missing, truncated or
     not what prepare writes is one DataError naming it."""
@@ -91,7 +97,7 @@ def load_prepared(folder: Path = paths.PREPARED_DIR) -> Prepared:
     splits = {s: read(f"{s}.npz", arrays) for s in ("train", "val")}
     vocab = read("vocab.json", text)
     labels = read("labels.json", text)
-    cut = read("params.json", lambda path: Cut.of(text(path)["prepare"]))
+    cut = read_cut(folder)
     return Prepared(splits["train"], splits["val"], len(vocab), labels, cut.padding, cut.maxlen, cut.truncating)
 
 

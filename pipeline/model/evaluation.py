@@ -12,7 +12,7 @@ from pipeline.core.atomic import atomic_file, write_png
 from pipeline.core.config import DatasetParams
 from pipeline.core.errors import StageError, reading
 from pipeline.core.plotting import hangul_font
-from pipeline.data.prepared import Cut
+from pipeline.data.prepared import Cut, read_cut
 from pipeline.data.sequences import shorten
 from pipeline.model.files import load_model_file
 from pipeline.model.inference import predict_proba
@@ -102,8 +102,7 @@ def model_cut(model_dir: Path, prepared_dir: Path) -> Cut:
     if record.is_file():
         with reading(record, "train", model_dir):
             return Cut.of_model(json.loads(record.read_text(encoding="utf-8")))
-    with reading(prepared_dir / "params.json", "prepare", prepared_dir):
-        return Cut.of(json.loads((prepared_dir / "params.json").read_text(encoding="utf-8"))["prepare"])
+    return read_cut(prepared_dir)
 
 
 def evaluate(model_dir: Path, prepared_dir: Path, batch_size: int) -> tuple[dict, np.ndarray, np.ndarray, list[str]]:

@@ -137,9 +137,7 @@ def write_tokens(table: pd.DataFrame, target: Path, preprocess: dict) -> None:
         "split": pa.array(table["split"].astype(str).tolist(), pa.string()),
         "tokens": pa.array(table["tokens"].tolist(), pa.list_(pa.string())),
         "length": pa.array(table["length"].to_numpy(), pa.int32()),
-        # A table built in code without the key is keyed by its token lists (equal for copies of a text).
-        TEXT_KEY: pa.array(table[TEXT_KEY].astype(str).tolist() if TEXT_KEY in table.columns
-                           else [text_key(" ".join(t)) for t in table["tokens"]], pa.string()),
+        TEXT_KEY: pa.array(table[TEXT_KEY].astype(str).tolist(), pa.string()),
     })
     arrow = arrow.replace_schema_metadata({PREPROCESS_KEY: json.dumps(preprocess, ensure_ascii=False)})
     with atomic_file(target) as tmp:
