@@ -19,26 +19,11 @@ from typing import Iterator
 
 import pytest
 
+from helpers.mounts import can_mount, read_only
 from helpers.outputs import leftovers, snapshot
 from helpers.project import Project
 
 pytestmark = pytest.mark.integration
-
-def can_mount() -> str:
-    """'' when this process may mount a tmpfs, else why not."""
-    if os.geteuid() != 0:
-        return "mounting a tmpfs or a read-only bind needs root (CI runs as root)"
-    probe = Path(f"/tmp/.mount-probe-{os.getpid()}")
-    probe.mkdir(exist_ok=True)
-    try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True)
-        if done.returncode:
-            return f"mount -t tmpfs failed here: {done.stderr.decode(errors='replace').strip()}"
-        subprocess.run(["umount", str(probe)], check=True)
-        return ""
-    finally:
-        probe.rmdir()
-
 
 @pytest.fixture(scope="session")
 def mountable() -> None:
@@ -118,17 +103,6 @@ def test_a_full_disk_under_a_stage_loses_nothing(stage, repro_project: Project, 
         assert leftovers(project.root) == []
         statuses = [r.info.status for r in stage_runs(project, stage)]
     assert statuses == ["FAILED"], statuses
-
-
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """The folder bind-mounted onto itself read-only: even root cannot write it (chmod would not stop root)."""
-    subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True, capture_output=True)
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True, capture_output=True)
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
 
 
 @pytest.mark.usefixtures("mountable")

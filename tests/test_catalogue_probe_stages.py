@@ -20,6 +20,7 @@ from typing import Iterator
 
 import pytest
 
+from helpers.mounts import can_mount, read_only
 from helpers.outputs import leftovers, snapshot, wait_for
 from helpers.project import Project, stage_env
 from helpers.tinydata import write_table_project
@@ -147,13 +148,11 @@ def read_only_folder(folder: Path) -> Iterator[None]:
         folder.chmod(0o555)
         yield
         return
-    if subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode:
-        pytest.skip("a read-only bind mount needs the right to mount (CI runs as root)")
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True, capture_output=True)
+    why_not = can_mount()
+    if why_not:
+        pytest.skip(why_not)
+    with read_only(folder):
         yield
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
 
 
 def test_a_store_that_cannot_be_created_fails_in_seconds(prepared, tmp_path):
