@@ -19,11 +19,7 @@ import pytest
 import yaml
 
 from helpers import REPO
-from helpers.stagecases import QUESTIONS, Case, frame, run_case, run_stage, table_params, write_csv
-
-
-def tokens(root: Path) -> pd.DataFrame:
-    return pd.read_parquet(root / "data" / "tokens.parquet")
+from helpers.stagecases import Case, frame, run_case, run_stage, table_params, texts, tokens, write_csv
 
 
 def write_jsonl(records: list[dict]) -> Callable[[Path], str]:
@@ -32,10 +28,6 @@ def write_jsonl(records: list[dict]) -> Callable[[Path], str]:
         (root / "table.jsonl").write_text(lines, encoding="utf-8")
         return "table.jsonl"
     return write
-
-
-def texts(n: int = 24) -> list[str]:
-    return [f"{QUESTIONS[i % 6]} {i}" for i in range(n)]
 
 
 def mixed_number_and_string_labels(root: Path) -> str:

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from helpers import httpsite
-from helpers.stagecases import QUESTIONS, Case, frame, run_case, write_csv
+from helpers.stagecases import Case, frame, run_case, texts, tokens, write_csv
 
 
 @dataclass
@@ -44,16 +44,8 @@ def run(case: Case, root: Path, capsys, monkeypatch) -> str:
     return recorder.last.out + recorder.last.err
 
 
-def tokens(root: Path) -> pd.DataFrame:
-    return pd.read_parquet(root / "data" / "tokens.parquet")
-
-
 def stats(root: Path) -> dict:
     return json.loads((root / "data" / "tokenize_stats.json").read_text(encoding="utf-8"))
-
-
-def texts(n: int = 24) -> list[str]:
-    return [f"{QUESTIONS[i % 6]} {i}" for i in range(n)]
 
 
 def write_text(name: str, text: str) -> Callable[[Path], str]:

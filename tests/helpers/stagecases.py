@@ -32,6 +32,15 @@ def frame(n: int = 24, labels: Callable[[int], object] = lambda i: "ab"[i % 2], 
                          "label": [labels(i) for i in range(n)]})
 
 
+def texts(n: int = 24) -> list[str]:
+    return [f"{QUESTIONS[i % 6]} {i}" for i in range(n)]
+
+
+def tokens(root: Path) -> pd.DataFrame:
+    """data/tokens.parquet as the tokenize stage left it in root."""
+    return pd.read_parquet(root / "data" / "tokens.parquet")
+
+
 def write_csv(df: pd.DataFrame) -> Callable[[Path], str]:
     def write(root: Path) -> str:
         df.to_csv(root / "table.csv", index=False)
