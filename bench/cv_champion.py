@@ -7,8 +7,8 @@ nested cross-validation over train + val.
 Each of k stratified folds of train + val is held out once as a test split; the other rows are what
 train + val are in the pipeline, and on them the train stage is replayed: the RNN (params.yaml's
 train config with the tune stage's best values) learns on a stratified 8/9 and stops early on the
-other 1/9 (the pipeline's val); the champion is chosen as the stage chooses it (evaluate.folds >= 2:
-out-of-fold RNNs and linear models over those rows, the blend weight from evaluate.blend_weights;
+other 1/9 (the pipeline's val); the champion is chosen as the stage chooses it (champion.folds >= 2:
+out-of-fold RNNs and linear models over those rows, the blend weight from champion.blend_weights;
 otherwise on the 1/9), and the served linear model is fitted on all of them. The RNN, the linear
 model, the blend and the champion are scored on the held-out fold, which no choice saw. The test
 split is never read. One row per fold (and which kind won it), then the means and the champion's
@@ -53,7 +53,7 @@ def main() -> int:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--folds", type=int, default=5, help="outer folds: the held-out test splits")
     p.add_argument("--inner-folds", type=int, default=-1,
-                   help="the champion's out-of-fold choice inside each fold (default: evaluate.folds as the "
+                   help="the champion's out-of-fold choice inside each fold (default: champion.folds as the "
                         "train stage resolves it; 1: choose on the inner val split)")
     p.add_argument("--ensemble", type=int, default=0, help="RNN members (default: the train config's)")
     p.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the inner train/val split")
@@ -67,10 +67,10 @@ def main() -> int:
     cfg = override(params.train, options, "--set") if options else params.train
     if args.ensemble:
         cfg = cfg.model_copy(update={"ensemble": args.ensemble})
-    evaluate = params.evaluate
-    if not evaluate.linear.enabled:
-        p.error("evaluate.linear.enabled is false: there is no linear model to compare")
-    inner = ch.resolve_folds(evaluate, params.tune.folds) if args.inner_folds < 0 else args.inner_folds
+    champ = params.champion
+    if not champ.linear.enabled:
+        p.error("champion.linear.enabled is false: there is no linear model to compare")
+    inner = ch.resolve_folds(champ, params.tune.folds) if args.inner_folds < 0 else args.inner_folds
     prepared_dir, tokens_path = args.root / "data" / "prepared", args.root / "data" / "tokens.parquet"
     data = load_prepared(prepared_dir).cut(cfg.maxlen)
     rows = lin.concat_rows(list(lin.fit_splits(prepared_dir, tokens_path)))
@@ -99,14 +99,14 @@ def main() -> int:
         fold_rows = lin.take(rows, order)
         if inner >= 2:
             oof_rnn = ch.rnn_out_of_fold(fold, cfg, strategy, inner, ch.kept_epochs(result.kept_epochs), False)
-            oof_linear = ch.linear_out_of_fold(fold_rows, evaluate.linear, data.labels, inner, cfg.seed)
-            choice = ch.choose(fold_rows.y, oof_rnn, oof_linear, evaluate, f"{inner}-fold out-of-fold")
+            oof_linear = ch.linear_out_of_fold(fold_rows, champ.linear, data.labels, inner, cfg.seed)
+            choice = ch.choose(fold_rows.y, oof_rnn, oof_linear, champ, f"{inner}-fold out-of-fold")
         else:
             on_val = predict_proba(result.validated, fold.val["x"], fold.val["length"], data.padding, 256)
             inner_train, inner_val = lin.take(rows, fit_idx), lin.take(rows, stop_idx)
-            choice = ch.choose(inner_val.y, on_val, ch.linear_on_validation(inner_train, inner_val, evaluate.linear,
-                                                                            data.labels), evaluate, "validation")
-        linear = lin.fit_linear(evaluate.linear, fold_rows, data.labels)
+            choice = ch.choose(inner_val.y, on_val, ch.linear_on_validation(inner_train, inner_val, champion.linear,
+                                                                            data.labels), champ, "validation")
+        linear = lin.fit_linear(champ.linear, fold_rows, data.labels)
         y = pool["y"][held_out]
         rnn_p = predict_proba(result.model, pool["x"][held_out], pool["length"][held_out], data.padding, 256)
         linear_p = linear.predict_proba(lin.take(rows, held_out).tokens)

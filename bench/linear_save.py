@@ -3,7 +3,7 @@ pipeline/model/tfidf.py's CompactTfidf, which stores its vocabulary as two array
 
   python bench/linear_save.py [--root DIR] [--rows N]
 
-Fits params.yaml's evaluate.linear on DIR's train split (data/tokens.parquet and data/prepared/,
+Fits params.yaml's champion.linear on DIR's train split (data/tokens.parquet and data/prepared/,
 what tokenize and prepare left; the first N rows), then saves the same fitted pipeline with skops
 twice in this one process: its vectorizers as plain TfidfVectorizer (the same fitted attributes)
 and as CompactTfidf, loads each back, checks both give the same probabilities, and prints seconds,
@@ -36,7 +36,7 @@ def main() -> int:
 
     from pipeline.model.tfidf import CompactTfidf
 
-    cfg = load_params(args.params).evaluate.linear
+    cfg = load_params(args.params).champion.linear
     train, _ = lin.fit_splits(args.root / "data" / "prepared", args.root / "data" / "tokens.parquet")
     rows = lin.take(train, np.arange(min(args.rows, len(train.y))))
     labels = [str(i) for i in range(int(train.y.max()) + 1)]

@@ -3,7 +3,7 @@
   python bench/linear_speed.py [--root DIR]
 
 Reads DIR/data/tokens.parquet and DIR/data/prepared/ (what tokenize and prepare left), builds the
-linear model's features as the train stage does (params.yaml's evaluate.linear), then fits on train+val
+linear model's features as the train stage does (params.yaml's champion.linear), then fits on train+val
 (1) LogisticRegression with sklearn's defaults (lbfgs, multinomial: the naive choice) and (2) the
 stage's classifier (one-vs-rest, liblinear in the dual), and prints seconds and test accuracy of
 each, with the ratio to the naive one. Both fits run in this one process, one after the other.
@@ -26,7 +26,7 @@ def main() -> int:
     p.add_argument("--root", type=Path, default=Path("."), help="folder holding data/ (default: here)")
     p.add_argument("--params", default="params.yaml")
     args = p.parse_args()
-    cfg = load_params(args.params).evaluate.linear
+    cfg = load_params(args.params).champion.linear
     tokens = args.root / "data" / "tokens.parquet"
     by_id = b.read_token_lists(tokens)
     rows = {s: b.split_rows(args.root / "data" / "prepared", s, by_id, tokens) for s in ("train", "val", "test")}

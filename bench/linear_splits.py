@@ -4,7 +4,7 @@ cross-validated on train + val.
   python bench/linear_splits.py [--root DIR] [--folds 5]
 
 Reads DIR/data/tokens.parquet and DIR/data/prepared/ as the evaluate stage does and fits the
-stages' linear model (params.yaml's evaluate.linear) four ways: on train, scored on val and on test;
+stages' linear model (params.yaml's champion.linear) four ways: on train, scored on val and on test;
 on train + val (the served model's fit), scored on test; and stratified k-fold cross-validation over
 train + val (every row scored once by a model that did not see it). On a small dataset the
 spread between the test figure and the cross-validated one says how far one 10% split can move
@@ -30,7 +30,7 @@ def main() -> int:
     args = p.parse_args()
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    cfg = load_params(args.params).evaluate.linear
+    cfg = load_params(args.params).champion.linear
     tokens, prepared = args.root / "data" / "tokens.parquet", args.root / "data" / "prepared"
     by_id = b.read_token_lists(tokens)
     train, val, test = (b.split_rows(prepared, s, by_id, tokens) for s in ("train", "val", "test"))

@@ -28,7 +28,7 @@ from helpers.tinydata import write_table_project
 pytestmark = pytest.mark.integration
 
 TRAIN = ("train:\n  epochs: 2\n  ensemble: 1\n  use_tuned: false\n"
-         "  model: {units: 4, embedding_dim: 4, dense_units: 0, bidirectional: false}\nevaluate:\n  folds: 1\n")
+         "  model: {units: 4, embedding_dim: 4, dense_units: 0, bidirectional: false}\nchampion:\n  folds: 1\n")
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,8 @@ def onehot(rows, sure: float = 0.9) -> np.ndarray:
     return np.eye(2)[rows] * (2 * sure - 1) + (1 - sure)
 
 
-def evaluate_params(**keys):
-    return make_params(evaluate=keys).evaluate
+def champion_params(**keys):
+    return make_params(champion=keys).champion
 
 
 def scored(choice) -> dict:
@@ -47,7 +47,7 @@ def test_the_best_candidate_on_validation_serves_with_the_runner_up_second():
     # The RNN misses row 1, the linear model row 2, less surely: blended (0.2 <= w <= 0.6), neither misses.
     rnn = np.array([[0.9, 0.1], [0.3, 0.7], [0.1, 0.9], [0.1, 0.9]])
     linear = np.array([[0.9, 0.1], [0.9, 0.1], [0.55, 0.45], [0.1, 0.9]])
-    choice = choose(Y, rnn, linear, evaluate_params(simpler_within=0), "validation")   # 4 rows: only ties
+    choice = choose(Y, rnn, linear, champion_params(simpler_within=0), "validation")   # 4 rows: only ties
     assert list(choice.candidates) == ["rnn", "linear", "blend"]   # the RNN first in every table
     assert choice.candidates["rnn"]["val/accuracy"] == 0.75 and choice.candidates["linear"]["val/accuracy"] == 0.75
     assert choice.kind == "blend" and choice.candidates["blend"]["val/accuracy"] == 1.0
@@ -78,40 +78,40 @@ def test_a_lead_within_one_standard_error_serves_the_simpler_model():
     # (sd of 4 ones in 400 is 0.0995, / sqrt(400)).
     rnn = rnn_fixing(4)
     assert (blend(rnn, linear, 0.5).argmax(1) == y).sum() == 304
-    within_1 = choose(y, rnn, linear, evaluate_params(), "validation")
+    within_1 = choose(y, rnn, linear, champion_params(), "validation")
     assert (within_1.best, within_1.kind, within_1.runner_up) == ("blend", "blend", "linear")
     assert within_1.lead_se["linear"] == pytest.approx(2.0, abs=0.02) and within_1.lead_se["blend"] == 0
-    within_3 = choose(y, rnn, linear, evaluate_params(simpler_within=3), "validation")
+    within_3 = choose(y, rnn, linear, champion_params(simpler_within=3), "validation")
     assert (within_3.best, within_3.kind, within_3.weight, within_3.runner_up) == ("blend", "linear", 0.0, "blend")
     # One row fixed: 1.0 standard error, within the default.
-    one = choose(y, rnn_fixing(1), linear, evaluate_params(), "validation")
+    one = choose(y, rnn_fixing(1), linear, champion_params(), "validation")
     assert (one.best, one.kind, one.lead_se["linear"]) == ("blend", "linear", 1.0)
-    assert choose(y, rnn_fixing(1), linear, evaluate_params(simpler_within=0), "validation").kind == "blend"
+    assert choose(y, rnn_fixing(1), linear, champion_params(simpler_within=0), "validation").kind == "blend"
 
 
 def test_ties_go_to_the_simpler_model_and_select_by_loss_reads_the_loss():
     same = onehot([0, 0, 1, 1], 0.8)
-    choice = choose(Y, same, same, evaluate_params(), "validation")
+    choice = choose(Y, same, same, champion_params(), "validation")
     assert choice.kind == "linear" and choice.runner_up == "rnn"   # all three tie: linear, then rnn
     # Equal accuracy, but the RNN is surer where it is right: by loss it wins.
     sure, unsure = onehot([0, 0, 1, 1], 0.95), onehot([0, 0, 1, 1], 0.6)
-    by_loss = choose(Y, sure, unsure, evaluate_params(select_by="val/loss"), "validation")
+    by_loss = choose(Y, sure, unsure, champion_params(select_by="val/loss"), "validation")
     assert by_loss.kind == "rnn" and by_loss.select_by == "val/loss"
-    assert choose(Y, sure, unsure, evaluate_params(), "validation").kind == "linear"
+    assert choose(Y, sure, unsure, champion_params(), "validation").kind == "linear"
 
 
 def test_a_named_champion_serves_whatever_validation_says():
     rnn, linear = onehot([0, 1, 1, 1], 0.9), onehot([0, 0, 1, 1], 0.9)
-    assert choose(Y, rnn, linear, evaluate_params(), "v").kind == "linear"
-    forced = choose(Y, rnn, linear, evaluate_params(champion="rnn"), "v")
+    assert choose(Y, rnn, linear, champion_params(), "v").kind == "linear"
+    forced = choose(Y, rnn, linear, champion_params(serve="rnn"), "v")
     assert (forced.kind, forced.weight, forced.runner_up) == ("rnn", 1.0, "linear")
-    blend_forced = choose(Y, rnn, linear, evaluate_params(champion="blend"), "v")
+    blend_forced = choose(Y, rnn, linear, champion_params(serve="blend"), "v")
     assert blend_forced.kind == "blend" and blend_forced.weight == blend_forced.candidates["blend"]["weight"]
     # The table names the setting, not the one-standard-error rule, when the settings chose.
     table = candidate_table(scored(blend_forced), "blend", blend_forced.as_json())
-    assert "(evaluate.champion names blend; the best on validation was linear)" in table
+    assert "(champion.serve names blend; the best on validation was linear)" in table
     assert "simpler_within" not in table
-    alone = choose(Y, rnn, None, evaluate_params(), "v")
+    alone = choose(Y, rnn, None, champion_params(), "v")
     assert (alone.kind, alone.runner_up, list(alone.candidates)) == ("rnn", None, ["rnn"])
 
 
@@ -119,14 +119,15 @@ def test_bad_champion_settings_name_the_key():
     from pipeline.core.config import check_params
     from pipeline.core.errors import ParamsError
 
-    with pytest.raises(ParamsError, match=r"^p.yaml: evaluate.champion: blend needs the linear model, but "
-                                          r"evaluate.linear.enabled is false"):
-        check_params({"evaluate": {"champion": "blend", "linear": {"enabled": False}}}, "p.yaml")
-    with pytest.raises(ParamsError, match=r"evaluate.blend_weights"):
-        make_params(evaluate={"blend_weights": [0.5, 1.0]})
-    with pytest.raises(ParamsError, match=r"^params.yaml: evaluate: baseline was renamed linear .*rename "
-                                          r"evaluate.baseline to evaluate.linear$"):
-        make_params(evaluate={"baseline": {"c": 1.0}})
+    with pytest.raises(ParamsError, match=r"^p.yaml: champion.serve: blend needs the linear model, but "
+                                          r"champion.linear.enabled is false"):
+        check_params({"champion": {"serve": "blend", "linear": {"enabled": False}}}, "p.yaml")
+    with pytest.raises(ParamsError, match=r"champion.blend_weights"):
+        make_params(champion={"blend_weights": [0.5, 1.0]})
+    for old, new in (("baseline", "champion.linear"), ("champion", "champion.serve"), ("folds", "champion.folds")):
+        with pytest.raises(ParamsError, match=rf"^params.yaml: evaluate: evaluate.{old} moved to {new} \(the train "
+                                              r"stage owns the champion's keys\); move it there$"):
+            make_params(evaluate={old: 1})
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,7 @@ def trained(tmp_path_factory):
     try:
         write_table_project(root, "train:\n  epochs: 2\n  ensemble: 1\n  use_tuned: false\n"
                                   "  model: {units: 4, embedding_dim: 4, dense_units: 0, bidirectional: false}\n"
-                                  "evaluate:\n  folds: 2\n  champion: auto\n")
+                                  "champion:\n  folds: 2\n  serve: auto\n")
         for stage in (download, tokenize, prepare):
             assert stage.main(["--no-track"]) == 0, stage.__name__
         test_ids = set(np.load(root / "data" / "prepared" / "test.npz")["id"].astype(str))

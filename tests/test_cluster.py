@@ -90,7 +90,7 @@ def cluster_params(root: Path) -> None:
     params = yaml.safe_load(path.read_text(encoding="utf-8"))
     params["tokenize"].update(analyzer="whitespace", pos_drop=[])
     params["tune"].update(n_trials=TRIALS, epochs=1, pruner="none")
-    params["evaluate"]["folds"] = 2
+    params["champion"]["folds"] = 2
     path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
 
 

@@ -130,17 +130,18 @@ def write_params(root: Path, **evaluate) -> None:
     params["dataset"]["table"].update(source="questions.csv", text_columns=["text"], label_column="label",
                                       id_column="id")
     for key, value in evaluate.items():
+        section = "evaluate" if key in params["evaluate"] else "champion"
         if isinstance(value, dict):
-            params["evaluate"][key].update(value)
+            params[section][key].update(value)
         else:
-            params["evaluate"][key] = value
+            params[section][key] = value
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
 
 
 def evaluated_project(root: Path, bundle: Path, prepared_src: Path, raw: bool = True, flip: int = 12,
                       champion: dict | None = None, **evaluate) -> dict[str, str]:
     """A repo root that evaluate can run in: models/ (with the champion chosen on val, `champion`:
-    its evaluate.* keys), data/prepared with ids, tokens, raw texts, params."""
+    its champion.* keys), data/prepared with ids, tokens, raw texts, params."""
     shutil.copytree(bundle, root / "models")
     (root / "models" / "run.json").write_text(json.dumps({"run_id": None}))
     prepared = with_ids(prepared_src, root, flip=flip)
@@ -194,7 +195,7 @@ def test_linear_model_without_features_or_ids_is_one_line(tmp_path, tiny_prepare
     from pipeline.core.errors import DataError, ParamsError
 
     prepared = with_ids(tiny_prepared, tmp_path)
-    with pytest.raises(ParamsError, match=r"^evaluate.linear: word_ngrams is 0 and char_ngrams is \[\]"):
+    with pytest.raises(ParamsError, match=r"^champion.linear: word_ngrams is 0 and char_ngrams is \[\]"):
         fitted(tmp_path, prepared, LinearParams(word_ngrams=0, char_ngrams=[]))
     tokens = tmp_path / "data" / "tokens.parquet"
     by_id = read_token_lists(tokens)
@@ -253,7 +254,7 @@ def test_evaluate_stage_scores_every_candidate_and_the_served_models_mistakes(in
                                                                               capsys):
     from pipeline.stages.evaluate import main
 
-    texts = evaluated_project(in_tmp, tiny_bundle, tiny_prepared, champion={"champion": "blend"}, mistakes=5)
+    texts = evaluated_project(in_tmp, tiny_bundle, tiny_prepared, champion={"serve": "blend"}, mistakes=5)
     assert main(["--no-track"]) == 0
     captured = capsys.readouterr()
     metrics = json.loads((in_tmp / "metrics.json").read_text(encoding="utf-8"))
@@ -349,7 +350,7 @@ def test_no_track_records_nothing_not_even_on_the_train_run(in_tmp, tiny_bundle,
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
     client = mlflow.MlflowClient(tracking_uri=mlflow_store)
     train_run = client.create_run(client.create_experiment("textclf-table")).info.run_id
-    evaluated_project(in_tmp, tiny_bundle, tiny_prepared, champion={"champion": "blend"}, mistakes=5)
+    evaluated_project(in_tmp, tiny_bundle, tiny_prepared, champion={"serve": "blend"}, mistakes=5)
     (in_tmp / "models" / "run.json").write_text(json.dumps({"run_id": train_run}))
 
     assert main(["--no-track"]) == 0

@@ -2,7 +2,7 @@
 predict CLI with a registry URI, and over HTTP from `mlflow models serve`.
 
 The model is the session's `repro_project` (conftest.py): `dvc repro` of the tiny table project,
-its train stage registered the champion (the blend: the project sets evaluate.champion) as
+its train stage registered the champion (the blend: the project sets champion.serve) as
 textclf-table version 2, alias `champion`, after the runner-up as version 1, alias `challenger`.
 Every answer is checked against w * rnn + (1 - w) * linear of the bundle's two parts.
 """

@@ -1,20 +1,20 @@
 """The served model: the best of three candidates on validation, the RNN, the linear model, or their blend.
 
 The blend's probabilities are `w * rnn + (1 - w) * linear`, with the RNN's weight w chosen from
-evaluate.blend_weights (0 < w < 1; w = 1 is the RNN, w = 0 the linear model). Every figure the choice
+champion.blend_weights (0 < w < 1; w = 1 is the RNN, w = 0 the linear model). Every figure the choice
 reads comes from models that did not train on the rows scored:
-- evaluate.folds 1: the validation split. The RNN's probabilities are the first fits' (with
+- champion.folds 1: the validation split. The RNN's probabilities are the first fits' (with
   train.refit, before they were trained again on val), the linear model's from a fit on train only.
-- evaluate.folds k >= 2 (0: as tune.folds): out-of-fold predictions over train + val. Each of k
+- champion.folds k >= 2 (0: as tune.folds): out-of-fold predictions over train + val. Each of k
   stratified folds is held out once; one RNN (the train config, one member, seed train.seed) trains on
   the rest for the epochs the train stage's fit kept (no early stopping: it never sees the held-out
   fold), and a linear model is fitted on the same rows. On a small dataset this scores w on every
   train + val row instead of one 214-row split, where one row is 0.47 points.
 The test split is never read here. The champion is the simplest candidate (linear, then rnn, then
-blend) that the best one by evaluate.select_by beats by no more than evaluate.simpler_within standard
+blend) that the best one by champion.select_by beats by no more than champion.simpler_within standard
 errors of their paired per-row difference (the one-standard-error rule: on 1,700 Seoul 120 rows the
 blend's out-of-fold lead over the linear model was noise, and on five outer folds it served 0.0021 below
-it); 0 keeps only exact ties. evaluate.champion can name one instead.
+it); 0 keeps only exact ties. champion.serve can name one instead.
 The served linear model is then fitted on train + val, as the RNN's refit is (pipeline/stages/train.py).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.core.config import EvaluateParams, LinearParams, TrainParams
+from pipeline.core.config import ChampionParams, LinearParams, TrainParams
 from pipeline.data.prepared import Prepared
 from pipeline.data.splits import fold_indices
 from pipeline.model.linear import LinearModel, SplitRows, fit_linear, take
@@ -88,13 +88,13 @@ class Choice:
     grid: list[dict] = field(default_factory=list)   # each blend weight tried, with its figures
     best: str | None = None        # the best by select_by (the champion unless a simpler one is within reach)
     lead_se: dict[str, float] = field(default_factory=dict)   # kind -> the best's lead over it, in standard errors
-    named: bool = False            # evaluate.champion named the kind (not auto)
+    named: bool = False            # champion.serve named the kind (not auto)
 
     def as_json(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def choose(y: np.ndarray, rnn: np.ndarray, linear: np.ndarray | None, cfg: EvaluateParams,
+def choose(y: np.ndarray, rnn: np.ndarray, linear: np.ndarray | None, cfg: ChampionParams,
            selected_on: str) -> Choice:
     """The champion among the candidates scored on rows `y` (never test rows)."""
     better = _better(cfg.select_by)
@@ -115,15 +115,15 @@ def choose(y: np.ndarray, rnn: np.ndarray, linear: np.ndarray | None, cfg: Evalu
     lead_se = {k: standard_errors(rows[ranked[0]], rows[k]) for k in ranked}
     # The simplest candidate the best one does not clearly beat (the best itself leads by 0).
     within = next(k for k in KINDS if k in lead_se and lead_se[k] <= cfg.simpler_within)
-    kind = within if cfg.champion == "auto" else cfg.champion   # a named one is a candidate (config.py)
+    kind = within if cfg.serve == "auto" else cfg.serve   # a named one is a candidate (config.py)
     runner_up = next((k for k in ranked if k != kind), None)
     weight = candidates["blend"]["weight"] if kind == "blend" else RNN_WEIGHT[kind]
     ordered = {k: candidates[k] for k in ("rnn", "linear", "blend") if k in candidates}   # the RNN first
     return Choice(kind, weight, runner_up, cfg.select_by, selected_on, len(y), ordered, grid, ranked[0],
-                  {k: round(v, 3) if np.isfinite(v) else v for k, v in lead_se.items()}, cfg.champion != "auto")
+                  {k: round(v, 3) if np.isfinite(v) else v for k, v in lead_se.items()}, cfg.serve != "auto")
 
 
-def resolve_folds(cfg: EvaluateParams, tune_folds: int) -> int:
+def resolve_folds(cfg: ChampionParams, tune_folds: int) -> int:
     return cfg.folds or tune_folds
 
 
@@ -138,7 +138,7 @@ def rnn_out_of_fold(data: Prepared, cfg: TrainParams, strategy, folds: int, epoc
     pool = data.with_val_in_train().train   # train then val, row for row
     once = cfg.model_copy(update={"ensemble": 1, "refit": False, "early_stopping_patience": 0})
     out = np.zeros((len(pool["y"]), len(data.labels)))
-    for k, (rest, held) in enumerate(fold_indices(pool["y"], folds, cfg.seed, "evaluate.folds", pool.get("group"))):
+    for k, (rest, held) in enumerate(fold_indices(pool["y"], folds, cfg.seed, "champion.folds", pool.get("group"))):
         print(f"train: out-of-fold RNN {k + 1}/{folds}: {len(rest):,} rows, {epochs} epoch(s)", file=sys.stderr)
         set_seed(cfg.seed, tensorflow=True)
         part = dataclasses.replace(data, train={n: a[rest] for n, a in pool.items()},
@@ -152,7 +152,7 @@ def linear_out_of_fold(rows: SplitRows, cfg: LinearParams, labels: Sequence[str]
                        seed: int) -> np.ndarray:
     """Out-of-fold probabilities of the linear model on the same folds as rnn_out_of_fold's."""
     out = np.zeros((len(rows.y), len(labels)))
-    for rest, held in fold_indices(rows.y, folds, seed, "evaluate.folds", rows.groups):
+    for rest, held in fold_indices(rows.y, folds, seed, "champion.folds", rows.groups):
         out[held] = fit_linear(cfg, take(rows, rest), labels).predict_proba(take(rows, held).tokens)
     return out
 
@@ -168,7 +168,7 @@ def linear_on_validation(train: SplitRows, val: SplitRows, cfg: LinearParams, la
     return model.predict_proba(val.tokens)
 
 
-def select(data: Prepared, validated, cfg: EvaluateParams, train_cfg: TrainParams, folds: int,
+def select(data: Prepared, validated, cfg: ChampionParams, train_cfg: TrainParams, folds: int,
            oof_rnn: np.ndarray | None, prepared_dir, tokens_path) -> tuple[Choice, LinearModel | None]:
     """The choice, and the linear model to serve (fitted on train + val; None when it is off).
 

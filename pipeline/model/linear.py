@@ -93,8 +93,8 @@ def build_linear(cfg: LinearParams):
                                                  ngram_range=tuple(cfg.char_ngrams), sublinear_tf=True,
                                                  max_features=limit)))
     if not features:
-        raise ParamsError("evaluate.linear: word_ngrams is 0 and char_ngrams is []: the linear model has no "
-                          "features; set either, or evaluate.linear.enabled: false")
+        raise ParamsError("champion.linear: word_ngrams is 0 and char_ngrams is []: the linear model has no "
+                          "features; set either, or champion.linear.enabled: false")
     return Pipeline([("features", FeatureUnion(features)), ("classifier", classifier(cfg.c))])
 
 
@@ -133,7 +133,7 @@ def fit_linear(cfg: LinearParams, rows: SplitRows, labels: Sequence[str]) -> Lin
     except ValueError as exc:
         if "empty vocabulary" not in str(exc):
             raise
-        raise DataError(f"evaluate.linear: no n-gram of the training tokens fits word_ngrams "
+        raise DataError(f"champion.linear: no n-gram of the training tokens fits word_ngrams "
                         f"{cfg.word_ngrams} / char_ngrams {list(cfg.char_ngrams)} (every token shorter than "
                         "the shortest character n-gram?); lower char_ngrams or set word_ngrams") from None
     # Every n-gram that max_features cut, kept only "for introspection" (scikit-learn's words): on

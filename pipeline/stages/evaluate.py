@@ -39,7 +39,7 @@ from pipeline.model.linear import load_linear, read_token_lists, split_rows  # n
 
 # dataset.*: the raw texts of the mistakes are read as the tokenize stage read them.
 READS = ("dataset.name", "dataset.table.format", "dataset.table.text_columns", "dataset.table.label_column",
-         "dataset.table.id_column", "dataset.table.encoding", "evaluate.batch_size", "evaluate.mistakes")
+         "dataset.table.id_column", "dataset.table.encoding", "champion.batch_size", "evaluate.mistakes")
 PLOTS = ("confusion.csv", "roc.csv", "confusion.png", "roc.png")
 FIGURES = ("accuracy", "macro_f1", "loss")
 # scores.json (the DVC metrics): the RNN's own first, then each candidate's test accuracy and the served model's.
@@ -60,7 +60,7 @@ def _body(params: Params, args) -> None:
 
     cfg = params.evaluate
     # Everything is computed before anything is written: a failure leaves every output as it was.
-    result, y, rnn, labels = evaluate(paths.MODELS_DIR, paths.PREPARED_DIR, cfg.batch_size)
+    result, y, rnn, labels = evaluate(paths.MODELS_DIR, paths.PREPARED_DIR, params.champion.batch_size)
     choice_file = paths.MODELS_DIR / "champion.json"
     if not choice_file.is_file():
         raise StageError(f"{choice_file}: missing (models/ was trained before the champion existed); run the "
@@ -159,10 +159,10 @@ def candidate_table(table: dict, kind: str, choice: dict) -> str:
     best, lead = choice.get("best"), choice.get("lead_se", {}).get(kind)
     if best and best != kind:
         if choice.get("named"):
-            lines.append(f"  (evaluate.champion names {kind}; the best on validation was {best})")
+            lines.append(f"  (champion.serve names {kind}; the best on validation was {best})")
         elif lead is not None:
             lines.append(f"  ({best} led {kind} on validation by {lead:g} standard errors, within "
-                         f"evaluate.simpler_within: the simpler model serves)")
+                         f"champion.simpler_within: the simpler model serves)")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ takes the same steps and an interrupted run resumes exactly where its last epoch
 
 Then it chooses the served model on validation, never on test (pipeline/model/champion.py): the
 RNN, the linear model (TF-IDF n-grams + logistic regression, on data/tokens.parquet) or their blend
-w * rnn + (1 - w) * linear, by evaluate.select_by, on the validation split or (evaluate.folds >= 2)
+w * rnn + (1 - w) * linear, by champion.select_by, on the validation split or (champion.folds >= 2)
 on out-of-fold predictions over train + val.
 
 Writes models/: model.keras (best validation loss), vocab.json, labels.json, params.json,
@@ -44,10 +44,8 @@ from pipeline.model.training import FitResult, backup_key, fit_ensemble  # noqa:
 from pipeline.serve.bundle import CHAMPION_FILE, save_bundle  # noqa: E402
 from pipeline.tuning.best import read_tuned, resolve_tuned  # noqa: E402
 
-# evaluate.*: the champion's choice (the evaluate stage scores the candidates on test); tune.folds: evaluate.folds 0.
-READS = ("dataset.name", "train", "tune.folds", "evaluate.champion", "evaluate.select_by",
-         "evaluate.simpler_within", "evaluate.folds", "evaluate.blend_weights", "evaluate.batch_size",
-         "evaluate.linear")
+# champion: the served model's choice (the evaluate stage scores the candidates on test); tune.folds: champion.folds 0.
+READS = ("dataset.name", "train", "tune.folds", "champion")
 
 
 def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info: dict, choice: Choice,
@@ -96,7 +94,7 @@ def publish_model(params: Params, labels: list[str]) -> Callable[[Path, Choice],
 
         name = registered_model_name(params.dataset.name)
         preprocess = json.loads((folder / "preprocess.json").read_text(encoding="utf-8"))
-        linear_cfg = params.evaluate.linear if params.evaluate.linear.enabled else None
+        linear_cfg = params.champion.linear if params.champion.linear.enabled else None
         client = mlflow.MlflowClient()
         out = {"registered_model": name}
         roles = (("challenger", choice.runner_up, "challenger"), ("champion", choice.kind, "model"))
@@ -199,9 +197,9 @@ def _train(params: Params, args, distribute: str) -> None:
                 for epoch, row in enumerate(result.history[:result.resumed_from_epoch]):
                     log_epoch(epoch, row)   # the whole learning curve in this run, not only its tail
     # Out-of-fold RNNs for the champion's choice, under the strategy: every worker trains them.
-    folds = resolve_folds(params.evaluate, params.tune.folds)
+    folds = resolve_folds(params.champion, params.tune.folds)
     oof_rnn = None
-    if params.evaluate.linear.enabled and folds >= 2:
+    if params.champion.linear.enabled and folds >= 2:
         oof_rnn = rnn_out_of_fold(data, cfg, strategy, folds, kept_epochs(result.kept_epochs))
     if not chief:
         if args.multi_worker:
@@ -218,7 +216,7 @@ def _train(params: Params, args, distribute: str) -> None:
                             "best/epoch": result.best_epoch})
         if result.refit_epochs:
             mlflow.set_tag("train.refit_epochs", ",".join(map(str, result.refit_epochs)))
-    choice, linear = select(data, result.validated, params.evaluate, cfg, folds, oof_rnn, paths.PREPARED_DIR,
+    choice, linear = select(data, result.validated, params.champion, cfg, folds, oof_rnn, paths.PREPARED_DIR,
                             paths.TOKENS)
     run_info["champion"] = {"kind": choice.kind, "weight": choice.weight, "runner_up": choice.runner_up}
     if active:

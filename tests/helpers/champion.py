@@ -8,8 +8,8 @@ from pathlib import Path
 from pipeline.core.atomic import write_json
 
 
-def add_champion(models: Path, prepared: Path, tokens: Path, **evaluate) -> dict:
-    """Fit the linear model, choose the champion on the validation split (evaluate.* as given) and
+def add_champion(models: Path, prepared: Path, tokens: Path, **champion) -> dict:
+    """Fit the linear model, choose the champion on the validation split (champion.* as given) and
     write linear.skops, linear.json and champion.json into `models`; the choice's record."""
     from helpers import make_params
     from pipeline.data.prepared import load_prepared
@@ -17,9 +17,9 @@ def add_champion(models: Path, prepared: Path, tokens: Path, **evaluate) -> dict
     from pipeline.model.files import load_model_file
     from pipeline.model.linear import save_linear
 
-    params = make_params(evaluate={"folds": 1, **evaluate})
+    params = make_params(champion={"folds": 1, **champion})
     model = load_model_file(models / "model.keras", "the test's own bundle")
-    choice, linear = select(load_prepared(prepared), model, params.evaluate, params.train, 1, None, prepared, tokens)
+    choice, linear = select(load_prepared(prepared), model, params.champion, params.train, 1, None, prepared, tokens)
     if linear is not None:
         save_linear(linear, models)
     write_json(models / "champion.json", choice.as_json())

@@ -56,7 +56,7 @@ def tiny_params() -> dict:
     # The blend serves, so every test of the project serves both parts. Chosen on the validation
     # split: the out-of-fold choice (k more RNN fits in every train stage run) is tested in
     # tests/test_champion.py, and under MultiWorkerMirroredStrategy in tests/test_cluster.py.
-    params["evaluate"].update(champion="blend", folds=1)
+    params["champion"].update(serve="blend", folds=1)
     params["tune"].update(n_trials=2, epochs=1, startup_trials=1,
                           space={"model.units": {"type": "int", "low": 4, "high": 8},
                                  "maxlen": {"type": "int", "low": 8, "high": 12, "step": 4}})
