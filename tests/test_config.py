@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from helpers import REPO
 from pipeline.core.cli import EXIT_BAD_INPUT
-from pipeline.core.config import Params, load_params, override, parse_params, to_dict
+from pipeline.core.config import Params, load_params, override, parse_params, read_yaml, to_dict
 from pipeline.core.errors import ParamsError
 
 
@@ -35,6 +35,20 @@ def test_defaults_match_a_file_with_one_empty_section(tmp_path):
 def test_code_defaults_are_the_repo_params():
     """One source of defaults: a key left out of a params file means what params.yaml says."""
     assert to_dict(load_params(REPO / "params.yaml")) == to_dict(Params())
+
+
+def test_params_yaml_writes_out_every_key_the_code_has():
+    """params.yaml is the whole contract: each key the models define is in the file (with the value the
+    test above checks), so no default lives only in the code."""
+    def keys(data, prefix=""):
+        for name, value in data.items():
+            if isinstance(value, dict) and name != "space":   # tune.space is one value, a mapping
+                yield from keys(value, f"{prefix}{name}.")
+            else:
+                yield prefix + name
+
+    written = set(keys(read_yaml(REPO / "params.yaml")))
+    assert written == set(keys(to_dict(Params()))), written ^ set(keys(to_dict(Params())))
 
 
 def test_nulls_and_lists(tmp_path):
