@@ -94,6 +94,32 @@ def _stop(procs: Sequence[subprocess.Popen], seconds: float) -> None:
             proc.wait()
 
 
+def _watch(procs: Sequence[subprocess.Popen], name: str, fatal: bool, done: threading.Event) -> None:
+    """Until `done` is set: each worker that ends with an error is reported once; with `fatal`, this
+    process is sent SIGTERM (and exits if that does not end it)."""
+    reported: set[int] = set()
+    while not done.wait(0.5):
+        for i, proc in enumerate(procs):
+            code = proc.poll()
+            if code is None or code == 0 or proc.pid in reported:
+                continue
+            reported.add(proc.pid)
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            print(f"{name}: worker {i + 1} (pid {proc.pid}) ended with {how}"
+                  + ("; stopping" if fatal else "; the others go on"), file=sys.stderr, flush=True)
+            if fatal:
+                os.kill(os.getpid(), signal.SIGTERM)   # the stage's SIGTERM handling: outputs kept, run KILLED
+                # Python sees the signal only between TensorFlow ops: a collective op waiting for the
+                # dead worker may never return. Then the run is left to the next stage run, which
+                # marks it KILLED (tracking.close_dead_runs).
+                if not done.wait(STUCK_SECONDS):
+                    print(f"{name}: still waiting for the dead worker after {STUCK_SECONDS:g} s; exiting",
+                          file=sys.stderr, flush=True)
+                    _stop(procs, STOP_SECONDS)
+                    os._exit(EXIT_STUCK)
+                return
+
+
 @contextmanager
 def spawned(commands: Sequence[tuple[list[str], dict[str, str]]], name: str, fatal: bool, hold: bool = False,
             finish_seconds: float = 120.0) -> Iterator[list[subprocess.Popen]]:
@@ -107,37 +133,14 @@ def spawned(commands: Sequence[tuple[list[str], dict[str, str]]], name: str, fat
     """
     procs: list[subprocess.Popen] = []
     done = threading.Event()
-
-    def watch() -> None:
-        reported: set[int] = set()
-        while not done.wait(0.5):
-            for i, proc in enumerate(procs):
-                code = proc.poll()
-                if code is None or code == 0 or proc.pid in reported:
-                    continue
-                reported.add(proc.pid)
-                how = f"signal {-code}" if code < 0 else f"exit code {code}"
-                print(f"{name}: worker {i + 1} (pid {proc.pid}) ended with {how}"
-                      + ("; stopping" if fatal else "; the others go on"), file=sys.stderr, flush=True)
-                if fatal:
-                    os.kill(os.getpid(), signal.SIGTERM)   # the stage's SIGTERM handling: outputs kept, run KILLED
-                    # Python sees the signal only between TensorFlow ops: a collective op waiting for the
-                    # dead worker may never return. Then the run is left to the next stage run, which
-                    # marks it KILLED (tracking.close_dead_runs).
-                    if not done.wait(STUCK_SECONDS):
-                        print(f"{name}: still waiting for the dead worker after {STUCK_SECONDS:g} s; exiting",
-                              file=sys.stderr, flush=True)
-                        _stop(procs, STOP_SECONDS)
-                        os._exit(EXIT_STUCK)
-                    return
-
     try:
         for argv, env in commands:
             procs.append(subprocess.Popen(argv, env=env, stdin=subprocess.PIPE if hold else subprocess.DEVNULL))
         if procs:
             print(f"{name}: started {len(procs)} worker(s): pid {', '.join(str(p.pid) for p in procs)}",
                   file=sys.stderr, flush=True)
-            threading.Thread(target=watch, name=f"{name}-workers", daemon=True).start()
+            threading.Thread(target=_watch, args=(procs, name, fatal, done), name=f"{name}-workers",
+                             daemon=True).start()
         yield procs
     except BaseException:
         done.set()

@@ -223,6 +223,116 @@ def _sums(step, batches) -> np.ndarray:
     return totals
 
 
+class _EarlyStopping:
+    """Early stopping on cfg.monitor: the best figure so far and the epochs waited since it (both in
+    the checkpoint, so a resumed run goes on counting), and the best epoch's weights.
+
+    With `keep_last` (a refit's) nothing is scored: every epoch counts as one waited, and the last
+    weights are the ones kept."""
+
+    def __init__(self, model, monitor: str, patience: int, keep_last: bool) -> None:
+        import tensorflow as tf
+
+        self.model, self.monitor, self.patience, self.keep_last = model, monitor, patience, keep_last
+        # The monitored figure as one to minimise (accuracy negated), the best so far.
+        self.best_score = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
+        self.wait = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best_weights: list[np.ndarray] | None = None
+
+    def patience_spent(self) -> bool:
+        return bool(self.patience) and int(self.wait.numpy()) >= self.patience
+
+    def update(self, row: dict) -> bool:
+        """Whether the epoch of `row` improved on the best: then its weights are kept, else one more is waited."""
+        improved = not self.keep_last and _score(row, self.monitor) < float(self.best_score.numpy())
+        if improved:
+            self.best_score.assign(_score(row, self.monitor))
+            self.wait.assign(0)
+            self.best_weights = [v.numpy() for v in self.model.weights]
+        else:
+            self.wait.assign_add(1)
+        return improved
+
+    def kept_epoch(self, history: list[dict]) -> int:
+        """The epoch kept, its weights put back in the model: the best one, or with keep_last the last."""
+        if self.keep_last:
+            return len(history)
+        for v, w in zip(self.model.weights, self.best_weights):
+            v.assign(w)
+        scores = [_score(r, self.monitor) for r in history]
+        return 1 + int(np.argmin(scores)) if scores else 0   # the first best, as `update` keeps
+
+
+class _Training:
+    """One fit's model, optimizer, early stopping and steps, made in the strategy's scope; `run_epoch`
+    trains one epoch and validates it."""
+
+    def __init__(self, data: Prepared, cfg: TrainParams, strategy, keep_last: bool) -> None:
+        import tensorflow as tf
+
+        from pipeline.model.architecture import build_model, output_spec
+
+        num_classes = len(data.labels)
+        replicas = strategy.num_replicas_in_sync
+        global_batch = cfg.batch_size * replicas
+        lr = cfg.learning_rate * (replicas if cfg.scale_learning_rate else 1)
+        self.cfg, self.keep_last = cfg, keep_last
+        self.n_steps = steps_per_epoch(len(data.train["y"]), global_batch)
+        with strategy.scope():
+            self.model = build_model(cfg.model, data.vocab_size, num_classes)
+            self.optimizer = make_optimizer(cfg.optimizer, lr)
+            # Create the slot variables now: made lazily inside the replicated, traced step they send
+            # tf.function down its variable-initialisation path, which fails under MirroredStrategy.
+            self.optimizer.build(self.model.trainable_variables)
+            self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.stopping = _EarlyStopping(self.model, cfg.monitor, cfg.early_stopping_patience, keep_last)
+
+        self.epoch_iterator = epoch_batches(data.train, global_batch, strategy, seed=cfg.seed,
+                                            bucket=cfg.bucket_by_length, padding=data.padding)
+        # The validation batches are the same every epoch: built once, then served from the cache.
+        self.val = make_dataset(data.val, 4 * global_batch, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length,
+                                padding=data.padding, shuffle=False).cache().prefetch(tf.data.AUTOTUNE)
+        weights = tf.constant(class_weights(data.train["y"], num_classes, cfg.class_weight))
+        self.train_step, self.eval_step = _step_functions(
+            self.model, self.optimizer, strategy, output_spec(num_classes)[0] == 1, weights,
+            self.epoch_iterator(0).element_spec, self.val.element_spec)
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epochs_done,
+                                              best_score=self.stopping.best_score, wait=self.stopping.wait)
+
+    def run_epoch(self, epoch: int, started: float, progress: bool | None) -> dict:
+        """The figures of one epoch: its training steps, then (but in a refit) the validation split."""
+        from tqdm import tqdm
+
+        it = self.epoch_iterator(epoch)
+        bar = tqdm(range(self.n_steps), desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="step", leave=False,
+                   disable=None if progress is None else not progress, file=sys.stderr)
+        train = _sums(self.train_step, ((next(it),) for _ in bar))
+        bar.close()
+        row = {"epoch": epoch + 1, "train/loss": float(train[0] / train[2]),
+               "train/accuracy": float(train[1] / train[2])}
+        if not self.keep_last:   # a refit trains on val: nothing to score, nothing to keep but the last weights
+            # Every worker evaluates the whole validation split itself: same weights, same numbers,
+            # so every worker takes the same early-stopping decision.
+            valid = _sums(self.eval_step, self.val)
+            row.update({"val/loss": float(valid[0] / valid[2]), "val/accuracy": float(valid[1] / valid[2])})
+        row["seconds"] = round(time.perf_counter() - started, 2)
+        if not np.isfinite(row["train/loss"]):
+            raise StageError(f"train: the loss became {row['train/loss']} in epoch {epoch + 1}; "
+                             "lower train.learning_rate")
+        return row
+
+
+def _print_epoch(row: dict, of: int, improved: bool, keep_last: bool) -> None:
+    if keep_last:
+        print(f"epoch {row['epoch']}/{of} (a fixed count, the last kept): loss {row['train/loss']:.4f} "
+              f"acc {row['train/accuracy']:.4f}",
+              file=sys.stderr)
+    else:
+        print(f"epoch {row['epoch']}/{of}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f} "
+              f"val_loss {row['val/loss']:.4f} val_acc {row['val/accuracy']:.4f}"
+              f"{' *' if improved else ''}", file=sys.stderr)
+
+
 def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = None,
         on_epoch_end: EpochHook | None = None, progress: bool | None = None, *,
         stop_after: int | None = None, keep_last: bool = False) -> FitResult:
@@ -231,92 +341,30 @@ def fit(data: Prepared, cfg: TrainParams, strategy, backup_dir: Path | None = No
 
     `stop_after` ends training after that many epochs and `keep_last` keeps the last epoch's weights
     instead of the best: a refit's."""
-    import tensorflow as tf
-    from tqdm import tqdm
-
-    from pipeline.model.architecture import build_model, output_spec
-
-    num_classes = len(data.labels)
-    replicas = strategy.num_replicas_in_sync
-    global_batch = cfg.batch_size * replicas
-    lr = cfg.learning_rate * (replicas if cfg.scale_learning_rate else 1)
-    n_steps = steps_per_epoch(len(data.train["y"]), global_batch)
-    with strategy.scope():
-        model = build_model(cfg.model, data.vocab_size, num_classes)
-        optimizer = make_optimizer(cfg.optimizer, lr)
-        # Create the slot variables now: made lazily inside the replicated, traced step they send
-        # tf.function down its variable-initialisation path, which fails under MirroredStrategy.
-        optimizer.build(model.trainable_variables)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-        # The monitored figure as one to minimise (accuracy negated), the best so far.
-        best_score = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
-        wait = tf.Variable(0, dtype=tf.int64, trainable=False)
-
-    epoch_iterator = epoch_batches(data.train, global_batch, strategy, seed=cfg.seed, bucket=cfg.bucket_by_length,
-                                   padding=data.padding)
-
-    # The validation batches are the same every epoch: built once, then served from the cache.
-    val = make_dataset(data.val, 4 * global_batch, seed=cfg.seed, epoch=0, bucket=cfg.bucket_by_length,
-                       padding=data.padding, shuffle=False).cache().prefetch(tf.data.AUTOTUNE)
-    weights = tf.constant(class_weights(data.train["y"], num_classes, cfg.class_weight))
-    train_step, eval_step = _step_functions(model, optimizer, strategy, output_spec(num_classes)[0] == 1,
-                                            weights, epoch_iterator(0).element_spec, val.element_spec)
-    backup = Backup(backup_dir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
-                                                    best_score=best_score, wait=wait), strategy)
-    best_weights = [v.numpy() for v in model.weights]
+    training = _Training(data, cfg, strategy, keep_last)
+    model, stopping = training.model, training.stopping
+    backup = Backup(backup_dir, training.checkpoint, strategy)
+    initial_weights = [v.numpy() for v in model.weights]
     history, saved_best = backup.restore()
-    best_weights = saved_best or best_weights
-    result = FitResult(model=model, resumed_from_epoch=int(epoch_var.numpy()), replicas=replicas)
+    stopping.best_weights = saved_best or initial_weights
+    result = FitResult(model=model, resumed_from_epoch=int(training.epochs_done.numpy()),
+                       replicas=strategy.num_replicas_in_sync)
     result.history = history[: result.resumed_from_epoch]
     started = time.perf_counter()
     last = min(cfg.epochs, stop_after or cfg.epochs)
     for epoch in range(result.resumed_from_epoch, last):
         # Checked before the epoch, not after it: a run resumed after it had stopped early stops here too.
-        if cfg.early_stopping_patience and int(wait.numpy()) >= cfg.early_stopping_patience:
+        if stopping.patience_spent():
             break
-        it = epoch_iterator(epoch)
-        bar = tqdm(range(n_steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
-                   disable=None if progress is None else not progress, file=sys.stderr)
-        train = _sums(train_step, ((next(it),) for _ in bar))
-        bar.close()
-        row = {"epoch": epoch + 1, "train/loss": float(train[0] / train[2]),
-               "train/accuracy": float(train[1] / train[2])}
-        if not keep_last:   # a refit trains on val: nothing to score, nothing to keep but the last weights
-            # Every worker evaluates the whole validation split itself: same weights, same numbers,
-            # so every worker takes the same early-stopping decision.
-            valid = _sums(eval_step, val)
-            row.update({"val/loss": float(valid[0] / valid[2]), "val/accuracy": float(valid[1] / valid[2])})
-        row["seconds"] = round(time.perf_counter() - started, 2)
-        if not np.isfinite(row["train/loss"]):
-            raise StageError(f"train: the loss became {row['train/loss']} in epoch {epoch + 1}; "
-                             "lower train.learning_rate")
+        row = training.run_epoch(epoch, started, progress)
         result.history.append(row)
-        improved = not keep_last and _score(row, cfg.monitor) < float(best_score.numpy())
-        if improved:
-            best_score.assign(_score(row, cfg.monitor))
-            wait.assign(0)
-            best_weights = [v.numpy() for v in model.weights]
-        else:
-            wait.assign_add(1)
-        epoch_var.assign(epoch + 1)
-        backup.save(result.history, best_weights if improved else None)
-        if keep_last:
-            print(f"epoch {epoch + 1}/{last} (a fixed count, the last kept): loss {row['train/loss']:.4f} "
-                  f"acc {row['train/accuracy']:.4f}",
-                  file=sys.stderr)
-        else:
-            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train/loss']:.4f} acc {row['train/accuracy']:.4f} "
-                  f"val_loss {row['val/loss']:.4f} val_acc {row['val/accuracy']:.4f}"
-                  f"{' *' if improved else ''}", file=sys.stderr)
+        improved = stopping.update(row)
+        training.epochs_done.assign(epoch + 1)
+        backup.save(result.history, stopping.best_weights if improved else None)
+        _print_epoch(row, last if keep_last else cfg.epochs, improved, keep_last)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
-    if keep_last:
-        result.best_epoch = len(result.history)
-    else:
-        for v, w in zip(model.weights, best_weights):
-            v.assign(w)
-        scores = [_score(r, cfg.monitor) for r in result.history]
-        result.best_epoch = 1 + int(np.argmin(scores)) if scores else 0   # the first best, as `improved` keeps
+    result.best_epoch = stopping.kept_epoch(result.history)
     result.seconds = time.perf_counter() - started
     return result
 

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from pipeline.core.config import TokenizeParams
 from pipeline.core.errors import DataError
@@ -141,35 +141,42 @@ def analyze_unique(texts: list[str], spec: AnalyzerSpec, workers: int, kind: str
         bar.update(len(chunk))
 
     try:
-        if n <= 1:
-            analyzer = shared(spec)
-            for chunk in chunks:
-                store(chunk, analyzer([texts[i] for i in chunk]))
-        else:
-            if kind == "thread":
-                # One JVM, n threads: JPype releases the GIL inside Java calls. Measured on 2 cores:
-                # two Okt processes spent 59 s of CPU on what one does in 35 s (each JVM pays its
-                # own JIT warm-up and GC); threads share one warm-up.
-                analyzer = shared(spec)
-                pool = ThreadPoolExecutor(n)
-                submit = lambda chunk: pool.submit(analyzer, [texts[i] for i in chunk])  # noqa: E731
-            else:
-                # spawn, not fork: a JVM does not survive fork, and each worker starts its own.
-                pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=init_worker,
-                                           initargs=(spec,))
-                submit = lambda chunk: pool.submit(analyze_chunk, [texts[i] for i in chunk])  # noqa: E731
-            with pool:
-                futures = {submit(chunk): chunk for chunk in chunks}
-                try:
-                    for future in as_completed(futures):
-                        store(futures[future], future.result())
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    raise
+        _run_chunks(texts, chunks, spec, n, kind, store)
     finally:
         bar.close()
     return results  # type: ignore[return-value]
+
+
+def _run_chunks(texts: list[str], chunks: list[list[int]], spec: AnalyzerSpec, n: int, kind: str,
+                store: Callable[[list[int], list[str]], None]) -> None:
+    """Each chunk (of indices into texts) analysed, and handed to `store` with its analyses as it
+    is done: here, or by n threads or processes (`kind`)."""
+    if n <= 1:
+        analyzer = shared(spec)
+        for chunk in chunks:
+            store(chunk, analyzer([texts[i] for i in chunk]))
+        return
+    if kind == "thread":
+        # One JVM, n threads: JPype releases the GIL inside Java calls. Measured on 2 cores:
+        # two Okt processes spent 59 s of CPU on what one does in 35 s (each JVM pays its
+        # own JIT warm-up and GC); threads share one warm-up.
+        analyzer = shared(spec)
+        pool = ThreadPoolExecutor(n)
+        submit = lambda chunk: pool.submit(analyzer, [texts[i] for i in chunk])  # noqa: E731
+    else:
+        # spawn, not fork: a JVM does not survive fork, and each worker starts its own.
+        pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=init_worker,
+                                   initargs=(spec,))
+        submit = lambda chunk: pool.submit(analyze_chunk, [texts[i] for i in chunk])  # noqa: E731
+    with pool:
+        futures = {submit(chunk): chunk for chunk in chunks}
+        try:
+            for future in as_completed(futures):
+                store(futures[future], future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def token_filter(cfg: TokenizeParams, stopwords: frozenset[str]):

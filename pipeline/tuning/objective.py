@@ -65,14 +65,23 @@ class Objective:
     progress: bool | None = None
 
     def __call__(self, trial) -> float:
-        import keras
-        from optuna_integration import KerasPruningCallback
-
-        from pipeline.core.seed import set_seed
-        from pipeline.model.training import fit
-
-        budget = self.params.tune.n_trials
         trial.set_user_attr("worker", studies.WORKER)
+        self._refuse_unneeded(trial)
+        values, cfg = self._config(trial)
+        run = self._start_run(trial, values)
+        on_epoch_end = self._epoch_hook(trial, run)
+        started = time.perf_counter()
+        try:
+            value, best_epoch = self._train(trial, cfg, on_epoch_end)
+        except BaseException as exc:
+            _record_failure(trial, run, exc, time.perf_counter() - started)
+            raise   # Ctrl-C: the stage run ends the nested run KILLED
+        _record_result(trial, run, value, best_epoch, time.perf_counter() - started)
+        return value
+
+    def _refuse_unneeded(self, trial) -> None:
+        """A trial the study does not need raises, its reason recorded: SurplusTrial, DuplicateBaseline."""
+        budget = self.params.tune.n_trials
         skip: Exception | None = None
         if studies.ahead_of(trial.study, trial.number) >= budget:
             skip = SurplusTrial(f"the study already has its {budget} trials (another worker started "
@@ -83,61 +92,88 @@ class Objective:
         if skip is not None:
             trial.set_user_attr("fail_reason", f"{type(skip).__name__}: {skip}")
             raise skip
+
+    def _config(self, trial) -> tuple[dict, TrainParams]:
+        """The trial's values and the train config with them merged in; Keras starts afresh, seeded by it."""
+        import keras
+
+        from pipeline.core.seed import set_seed
+
         values = studies.suggest(trial, self.params.tune.space)
         cfg = override(self.base, values, "tune.space")
-        metric = self.params.tune.metric
         keras.backend.clear_session()   # a new graph per trial: no layers piling up across trials
         set_seed(cfg.seed, tensorflow=True)
-        run = None
-        if self.track:
-            import mlflow
+        return values, cfg
 
-            run = mlflow.start_run(run_name=f"trial {trial.number}", nested=True)
-            mlflow.set_tags({"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number),
-                             "optuna.worker": studies.WORKER, **experiment_tags()})
-            mlflow.log_params({"trial.number": trial.number, **{f"train.{k}": v for k, v in values.items()}})
-            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+    def _start_run(self, trial, values: dict):
+        """The trial's nested MLflow run, with its tags and values; None when the stage is not tracked."""
+        if not self.track:
+            return None
+        import mlflow
+
+        run = mlflow.start_run(run_name=f"trial {trial.number}", nested=True)
+        mlflow.set_tags({"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number),
+                         "optuna.worker": studies.WORKER, **experiment_tags()})
+        mlflow.log_params({"trial.number": trial.number, **{f"train.{k}": v for k, v in values.items()}})
+        trial.set_user_attr("mlflow_run_id", run.info.run_id)
+        return run
+
+    def _epoch_hook(self, trial, run):
+        """Each epoch's figures to the trial's run, its count to the trial, its metric to the pruner."""
+        from optuna_integration import KerasPruningCallback
+
+        metric = self.params.tune.metric
         monitor = metric.replace("/", "_")   # Keras-style log name, as the callback expects
         pruning = KerasPruningCallback(trial, monitor=monitor)
-        folds = self.params.tune.folds
 
         def on_epoch_end(epoch: int, row: dict, fold: int | None = None) -> None:
             if run:
+                import mlflow
+
                 prefix = "" if fold is None else f"fold_{fold}/"
                 mlflow.log_metrics({prefix + k: v for k, v in row.items() if "/" in k}, step=epoch + 1)
             trial.set_user_attr("epochs", epoch + 1)
             if fold is None:   # with folds, the pruner sees each fold's result instead (cross_validate)
                 pruning.on_epoch_end(epoch, {monitor: row[metric]})
 
-        started = time.perf_counter()
-        try:
-            if folds > 1:
-                value, best_epoch = cross_validate(self.data.cut(cfg.maxlen), cfg, self.strategy, folds, metric,
-                                                   self.params.tune.sampler_seed, trial, on_epoch_end,
-                                                   self.progress)
-            else:
-                result = fit(self.data.cut(cfg.maxlen), cfg, self.strategy, on_epoch_end=on_epoch_end,
-                             progress=self.progress)
-                value, best_epoch = float(result.history[result.best_epoch - 1][metric]), result.best_epoch
-        except BaseException as exc:
-            import optuna
+        return on_epoch_end
 
-            seconds = time.perf_counter() - started
-            trial.set_user_attr("seconds", round(seconds, 2))
-            if isinstance(exc, optuna.TrialPruned):
-                _end_trial_run(run, "PRUNED", seconds)
-            elif isinstance(exc, Exception):
-                reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:1000]
-                trial.set_user_attr("fail_reason", reason)
-                _end_trial_run(run, "FAIL", seconds, reason)
-            raise   # Ctrl-C: the stage run ends the nested run KILLED
-        seconds = time.perf_counter() - started
-        trial.set_user_attr("seconds", round(seconds, 2))
-        trial.set_user_attr("best_epoch", best_epoch)
-        if run:
-            mlflow.log_metrics({"trial/value": value, "trial/best_epoch": best_epoch})
-        _end_trial_run(run, "COMPLETE", seconds)
-        return value
+    def _train(self, trial, cfg: TrainParams, on_epoch_end) -> tuple[float, int]:
+        """The trial's validation metric and kept epoch: of one fit, or over tune.folds folds."""
+        from pipeline.model.training import fit
+
+        metric, folds = self.params.tune.metric, self.params.tune.folds
+        if folds > 1:
+            return cross_validate(self.data.cut(cfg.maxlen), cfg, self.strategy, folds, metric,
+                                  self.params.tune.sampler_seed, trial, on_epoch_end, self.progress)
+        result = fit(self.data.cut(cfg.maxlen), cfg, self.strategy, on_epoch_end=on_epoch_end,
+                     progress=self.progress)
+        return float(result.history[result.best_epoch - 1][metric]), result.best_epoch
+
+
+def _record_failure(trial, run, exc: BaseException, seconds: float) -> None:
+    """A trial that raised: its time, and its run ended PRUNED, or FAIL with the reason (a Ctrl-C's
+    is left to the stage run)."""
+    import optuna
+
+    trial.set_user_attr("seconds", round(seconds, 2))
+    if isinstance(exc, optuna.TrialPruned):
+        _end_trial_run(run, "PRUNED", seconds)
+    elif isinstance(exc, Exception):
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:1000]
+        trial.set_user_attr("fail_reason", reason)
+        _end_trial_run(run, "FAIL", seconds, reason)
+
+
+def _record_result(trial, run, value: float, best_epoch: int, seconds: float) -> None:
+    """A trial that finished: its time, kept epoch and value, and its run ended COMPLETE."""
+    trial.set_user_attr("seconds", round(seconds, 2))
+    trial.set_user_attr("best_epoch", best_epoch)
+    if run:
+        import mlflow
+
+        mlflow.log_metrics({"trial/value": value, "trial/best_epoch": best_epoch})
+    _end_trial_run(run, "COMPLETE", seconds)
 
 
 def fold_splits(data: Prepared, folds: int, seed: int) -> list[Prepared]:
