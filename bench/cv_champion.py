@@ -31,9 +31,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
 from pipeline.core.config import load_params, override  # noqa: E402
+from pipeline.core.overrides import parse_assignments  # noqa: E402
 from pipeline.core.seed import set_seed  # noqa: E402
 from pipeline.data.prepared import load_prepared  # noqa: E402
 from pipeline.data.splits import by_group, fold_indices  # noqa: E402
@@ -58,12 +58,12 @@ def main() -> int:
     p.add_argument("--ensemble", type=int, default=0, help="RNN members (default: the train config's)")
     p.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the inner train/val split")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a train key over the tuned config, e.g. model.pooling=max")
+                   help="a train key over the tuned config, in dvc exp run -S's grammar, e.g. model.pooling=max")
     args = p.parse_args()
     from sklearn.model_selection import train_test_split
 
     params = resolve_tuned(load_params(args.params), args.root / "tune" / "best_params.json")
-    options = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    options = parse_assignments(args.set, "--set")
     cfg = override(params.train, options, "--set") if options else params.train
     if args.ensemble:
         cfg = cfg.model_copy(update={"ensemble": args.ensemble})
@@ -104,7 +104,7 @@ def main() -> int:
         else:
             on_val = predict_proba(result.validated, fold.val["x"], fold.val["length"], data.padding, 256)
             inner_train, inner_val = lin.take(rows, fit_idx), lin.take(rows, stop_idx)
-            choice = ch.choose(inner_val.y, on_val, ch.linear_on_validation(inner_train, inner_val, champion.linear,
+            choice = ch.choose(inner_val.y, on_val, ch.linear_on_validation(inner_train, inner_val, champ.linear,
                                                                             data.labels), champ, "validation")
         linear = lin.fit_linear(champ.linear, fold_rows, data.labels)
         y = pool["y"][held_out]

@@ -129,7 +129,7 @@ def test_the_tfjob_has_the_structure_the_training_operator_needs(rendered, overl
         assert {"name": "tfjob-port", "containerPort": 2222} in main["ports"]
         assert main["image"].startswith(f"{IMAGE}:")
         script = " ".join(main["command"] + main.get("args", []))
-        assert "textclf-params train.distribute=multi_worker" in script
+        assert "textclf-params -S train.distribute=multi_worker" in script
         assert "python -m pipeline.stages.train --params params.cluster.yaml" in script
         assert "TF_CONFIG" not in {e["name"] for e in main.get("env", [])}   # the operator's to set
         pulled = pod["initContainers"][0]["command"]
@@ -418,16 +418,37 @@ def test_textclf_params_changes_only_the_named_key(tmp_path, capsys):
 
     set_params = load_script(REPO / "deploy" / "docker" / "set_params.py")
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    assert set_params.main(["train.distribute=multi_worker", "--params", str(tmp_path / "params.yaml")]) == 0
+    assert set_params.main(["-S", "train.distribute=multi_worker", "--params", str(tmp_path / "params.yaml")]) == 0
     original, changed = load_params(tmp_path / "params.yaml"), load_params(tmp_path / "params.cluster.yaml")
     assert changed.train.distribute == "multi_worker"
     train = original.train.model_copy(update={"distribute": "multi_worker"})
     assert changed == original.model_copy(update={"train": train})
-    for bad, message in (("train.distribute=bogus", "allowed"), ("train.nokey=1", "unknown key"),
-                         ("train", "KEY=VALUE")):
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.cluster.yaml", "params.yaml"]   # no temp file
+    for bad, message in (("train.distribute=bogus", "train.distribute: got 'bogus', allowed"),
+                         ("train.nokey=1", "with -S train.nokey=1: train.nokey: unknown key (not in params.yaml)"),
+                         ("train", "expected KEY=VALUE")):
         with pytest.raises(SystemExit) as exc:
-            set_params.main([bad, "--params", str(tmp_path / "params.yaml")])
-        assert message in str(exc.value)
+            set_params.main(["-S", bad, "--params", str(tmp_path / "params.yaml")])
+        assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_textclf_params_writes_what_dvc_reads_back(tmp_path, capsys):
+    """Several -S, in DVC's grammar; the file is written as DVC writes params.yaml, so text that YAML 1.2
+    reads as a number ("1e-3") stays text, and Hangul stays as it is."""
+    from pipeline.core.config import read_yaml
+
+    set_params = load_script(REPO / "deploy" / "docker" / "set_params.py")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    out = tmp_path / "pod.yaml"
+    assert set_params.main(["-S", "train.learning_rate=1e-3", "-S", 'dataset.classes=["행정","1e-3"]',
+                            "-S", "params.yaml:train.epochs=3", "--params", str(tmp_path / "params.yaml"),
+                            "--out", str(out)]) == 0
+    got = read_yaml(out)
+    assert got["train"]["learning_rate"] == 1e-3 and got["train"]["epochs"] == 3
+    assert got["dataset"]["classes"] == ["행정", "1e-3"]
+    assert "행정" in out.read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):   # -S is required
+        set_params.main(["--params", str(tmp_path / "params.yaml")])
 
 
 def test_textclf_workspace_waits_for_a_port():

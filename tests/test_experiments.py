@@ -19,7 +19,7 @@ from pipeline.core.errors import ExperimentError
 from pipeline.experiments.cli import main
 from pipeline.experiments.commands import hydra_value, set_param_args
 from pipeline.experiments.results import Outcome, read_outcomes, write_outcomes
-from pipeline.experiments.spec import apply, discover, load_experiment, read_base
+from pipeline.experiments.spec import discover, load_experiment, read_base, with_overrides
 
 PARAMS = REPO / "params.yaml"
 
@@ -41,7 +41,7 @@ def test_every_experiment_file_is_valid_in_both_variants():
             "imdb-lstm-dropout", "imdb-lstm-stacked", "imdb-gru-dropout", "seoul120-birnn",
             "seoul120-bilstm", "seoul120-bigru"} <= names
     stacked = next(e for e in experiments if e.name == "imdb-lstm-stacked")
-    params = check_params(apply(yaml.safe_load(PARAMS.read_text(encoding="utf-8")), stacked.overrides(False), "t"), "t")
+    params = check_params(with_overrides(read_base(PARAMS), stacked.overrides(False), "t"), "t")
     model = params.train.model
     assert (model.cell, model.layers, model.units, model.dropout, model.embedding_dim) == ("lstm", 2, 8, 0.3, 128)
     assert (params.prepare.vocab.max_size, params.prepare.maxlen, params.train.optimizer,
@@ -54,7 +54,7 @@ def test_every_experiment_file_is_valid_in_both_variants():
 @pytest.mark.parametrize("tuned", [False, True])
 def test_dvc_applies_the_set_param_arguments_as_intended(tmp_path, tuned):
     """DVC's own override code (Hydra) turns each experiment's -S list into exactly its params."""
-    base = yaml.safe_load(PARAMS.read_text(encoding="utf-8"))
+    base = read_base(PARAMS)
     for experiment in discover(REPO / "experiments", PARAMS):
         target = tmp_path / f"{experiment.name}-{tuned}.yaml"
         shutil.copy(PARAMS, target)
@@ -62,7 +62,7 @@ def test_dvc_applies_the_set_param_arguments_as_intended(tmp_path, tuned):
         assert args[::2] == ["-S"] * (len(args) // 2)
         apply_overrides(target, args[1::2])
         got = to_dict(load_params(target))
-        want = to_dict(check_params(apply(base, experiment.overrides(tuned), "want"), "want"))
+        want = to_dict(check_params(with_overrides(base, experiment.overrides(tuned), "want"), "want"))
         assert got == want, experiment.name
         if tuned:   # the experiment's space replaced params.yaml's, not merged into it
             assert set(got["tune"]["space"]) == set(experiment.tuned["tune.space"])

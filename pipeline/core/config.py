@@ -15,9 +15,8 @@ import typing
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Sequence
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,6 +27,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from pipeline.core.errors import ParamsError
 
@@ -325,7 +327,9 @@ class Params(_Section):
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> Params:
+    """The params file, checked whole; `overrides`: `-S` assignments (core/overrides.py, the grammar of
+    `dvc exp run -S`) applied to its data first, in memory. Errors then name the file with them."""
     path = Path(path)
     try:
         raw = read_yaml(path)
@@ -335,7 +339,13 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         sections = ", ".join(f"{name}:" for name in Params.model_fields)
         got = "the file is empty" if raw is None else f"the file holds {_kind(raw)}, not a mapping"
         raise ParamsError(f"{path}: {got}; expected a mapping of sections ({sections}), as in the repo's params.yaml")
-    return check_params(raw, source=str(path))
+    if not overrides:
+        return check_params(raw, source=str(path))
+    from pipeline.core.overrides import apply_overrides, for_file
+
+    overrides = for_file(overrides, path)
+    return check_params(apply_overrides(raw, overrides, str(path)),
+                        source=f"{path} with {' '.join(f'-S {a}' for a in overrides)}")
 
 
 def _kind(value: Any) -> str:
@@ -343,45 +353,18 @@ def _kind(value: Any) -> str:
         type(value), type(value).__name__)
 
 
-class _DuplicateKey(yaml.YAMLError):
-    pass
-
-
-class ParamsLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, read as DVC reads params.yaml (YAML 1.2, ruamel.yaml):
-
-    - `1e-3` is a number (YAML 1.1 wants `1.0e-3`; without this, PyYAML gives the string "1e-3"
-      while DVC shows the number, and the stage refuses a value DVC accepted);
-    - a key written twice in one mapping is an error (DVC refuses the file; PyYAML keeps the last).
-    """
-
-
-ParamsLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-ParamsLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
-
-
-def _mapping_without_duplicates(loader: ParamsLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise _DuplicateKey(f"key {key!r} appears twice in one mapping (line {seen[key] + 1} and line "
-                                f"{key_node.start_mark.line + 1}); keep one")
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-ParamsLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
-
-
 def read_yaml(path: Path) -> Any:
-    """A YAML file's data; bad YAML is a one-line ParamsError naming the file. A missing file
-    raises FileNotFoundError, which each caller words for its own kind of file."""
+    """A YAML file's data, read as DVC reads params.yaml (dvc.utils.serialize.parse_yaml: ruamel.yaml's
+    safe loader, YAML 1.2), so a stage and `dvc exp run -S` / `dvc params diff` never see two values:
+    `1e-3` is a number, `yes` / `no` / `on` are text, a key written twice in one mapping is an error.
+    Plain dicts, lists and scalars; an empty file is None (parse_yaml makes it {}; load_params refuses it).
+
+    Bad YAML is a one-line ParamsError naming the file. A missing file raises FileNotFoundError, which
+    each caller words for its own kind of file."""
+    text = ""
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=ParamsLoader)   # noqa: S506 (a SafeLoader)
+        text = path.read_text(encoding="utf-8")
+        return YAML(typ="safe").load(text)
     except UnicodeDecodeError as exc:   # saved in another encoding (cp949 by a Korean Windows editor)
         line = exc.object[:exc.start].count(b"\n") + 1
         raise ParamsError(f"{path}: line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save it "
@@ -390,10 +373,58 @@ def read_yaml(path: Path) -> Any:
         raise ParamsError(f"{path}: is a folder, not a file") from None
     except PermissionError as exc:
         raise ParamsError(f"{path}: cannot read it: {exc.strerror}") from None
-    except _DuplicateKey as exc:
-        raise ParamsError(f"{path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    except DuplicateKeyError as exc:
+        raise ParamsError(f"{path}: {_duplicate_key(text, exc)}") from None
+    except YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+
+
+def _duplicate_key(text: str, exc: DuplicateKeyError) -> str:
+    """`key 'epochs' appears twice in one mapping (line 5 and line 9); keep one`. ruamel's error marks
+    the mapping and the second key; the first is found in the mapping's node (the text composed again)."""
+    second = exc.problem_mark
+    try:
+        yaml = YAML(typ="safe")
+        mapping = _mapping_node_at(yaml.compose(text), exc.context_mark)
+        keys = [key for key, _ in mapping.value]
+        pos = (second.line, second.column)
+        at = next(i for i, k in enumerate(keys) if (k.start_mark.line, k.start_mark.column) == pos)
+        key = yaml.constructor.construct_object(keys[at], deep=True)   # `1` and `01` are one key
+        first = next(k for k in keys[:at] if yaml.constructor.construct_object(k, deep=True) == key).start_mark
+        lines = (f"line {first.line + 1} and line {second.line + 1}" if first.line != second.line else
+                 f"line {first.line + 1}, columns {first.column + 1} and {second.column + 1}")
+        return f"key {_short(key)} appears twice in one mapping ({lines}); keep one"
+    except (StopIteration, LookupError, AttributeError, TypeError, YAMLError):   # a merge key (<<), say
+        return f"{' '.join(str(exc.problem).split())} (line {second.line + 1}); keep one"
+
+
+def _mapping_node_at(root: Any, mark: Any) -> Any:
+    """The mapping node of the composed document that starts at `mark`."""
+    todo, seen = [root], set()
+    while todo:
+        node = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.id == "mapping":
+            if (node.start_mark.line, node.start_mark.column) == (mark.line, mark.column):
+                return node
+            todo += [n for pair in node.value for n in pair]
+        elif node.id == "sequence":
+            todo += node.value
+    raise LookupError(mark)
+
+
+def _yaml_problem(exc: YAMLError) -> str:
+    """ruamel's error in one line: where, what, and in what (its own text spans lines, quoting the file)."""
+    if isinstance(exc, MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        context = exc.context or ""
+        if context and exc.context_mark is not None:
+            context += f" at line {exc.context_mark.line + 1}"
+        return " ".join(f"{where}{exc.problem}{f' ({context})' if context else ''}".split())
+    return " ".join(str(exc).split())
 
 
 def check_params(raw: Any, source: str) -> Params:

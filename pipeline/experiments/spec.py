@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from pipeline.core.config import ParamsError, check_params, read_yaml
 from pipeline.core.errors import ExperimentError
+from pipeline.core.overrides import KEY, apply_overrides, assignments
 
 EXPERIMENTS_DIR = Path("experiments")
 TUNED_SUFFIX = "-tuned"
@@ -23,7 +23,6 @@ SEED_METRICS = ("test/accuracy", "val/accuracy")
 # What "the seed's settings" means for the pipeline's own stages: no search, params as given.
 UNTUNED = {"tune.n_trials": 0, "train.use_tuned": False}
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
-_KEY = re.compile(r"[A-Za-z_][\w.]*")
 _TOP_KEYS = {"title", "seed", "notes", "params", "tuned"}
 
 
@@ -89,10 +88,16 @@ def load_experiment(path: Path, base: Mapping[str, Any]) -> Experiment:
     for tuned in (False, True):
         where = f"{path} ({'tuned' if tuned else 'params'})"
         try:
-            check_params(apply(base, experiment.overrides(tuned), where), where)
+            check_params(with_overrides(base, experiment.overrides(tuned), where), where)
         except ParamsError as exc:
             raise ExperimentError(str(exc)) from None
     return experiment
+
+
+def with_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """params.yaml's data with an experiment's overrides applied by the very -S arguments `dvc exp run`
+    is given (commands.set_param_args), parsed and applied as DVC does (core/overrides.py)."""
+    return apply_overrides(base, assignments(overrides), where)
 
 
 def _seed(raw: Any, path: Path) -> SeedFigure:
@@ -109,26 +114,9 @@ def _overrides(raw: dict, section: str, path: Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ExperimentError(f"{path}: {section}: expected a mapping of dotted params.yaml keys")
     for key in values:
-        if not isinstance(key, str) or not _KEY.fullmatch(key):
+        if not isinstance(key, str) or not KEY.fullmatch(key):
             raise ExperimentError(f"{path}: {section}: {key!r}: expected a dotted params.yaml key")
     return dict(values)
-
-
-def apply(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """params.yaml's data with dotted keys replaced, as `dvc exp run -S` replaces them."""
-    data = copy.deepcopy(dict(base))
-    for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        target = data
-        for part in parents:
-            target = target.get(part) if isinstance(target, dict) else None
-            if not isinstance(target, dict):
-                raise ExperimentError(f"{where}: {key}: no such section in params.yaml")
-        if leaf not in target:
-            # DVC refuses a key params.yaml lacks; say so here, with the file's name.
-            raise ExperimentError(f"{where}: {key}: unknown key (not in params.yaml)")
-        target[leaf] = value
-    return data
 
 
 def discover(folder: Path = EXPERIMENTS_DIR, params_file: Path = Path("params.yaml")) -> list[Experiment]:
