@@ -58,7 +58,7 @@ experiments: $(STAMP)  ## the tutorials' experiments (experiments/*.yaml) with d
 	$(BIN)/python -m pipeline.experiments run --all --variant both --keep-going; \
 	  status=$$?; $(BIN)/python -m pipeline.experiments results; exit $$status
 
-results: $(STAMP)  ## docs/RESULTS.md from the experiments' MLflow runs
+results: $(STAMP)  ## docs/RESULTS.md from the experiments' MLflow runs, docs/BENCHMARKS.md from bench/results/*.json
 	$(BIN)/python -m pipeline.experiments results
 
 bench: $(STAMP)  ## tokenize speed against the tutorial loop (needs ../shared/data)

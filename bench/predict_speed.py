@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
+
+from bench.record import command_line, figure, record  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,7 @@ def build_bundle(source: Path, train_rows: int, workdir: Path) -> Path:
     import tensorflow as tf
 
     from pipeline.core import paths
-    from pipeline.core.config import parse_params
+    from pipeline.core.config import parse_params, read_yaml
     from pipeline.data.prepared import Prepared
     from pipeline.data.splits import prepare
     from pipeline.model.training import fit
@@ -53,7 +54,7 @@ def build_bundle(source: Path, train_rows: int, workdir: Path) -> Path:
     if (bundle / "model.keras").is_file():
         return bundle
     # params.yaml as it stands (the default model, Okt, maxlen), on NSMC, one epoch.
-    raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    raw = read_yaml(REPO / "params.yaml")   # as the stages (and DVC) read it
     raw["dataset"].update(name="nsmc", classes=[])
     raw["train"].update(epochs=1, use_tuned=False)
     params = parse_params(raw)
@@ -95,6 +96,7 @@ def main() -> int:
     ap.add_argument("--naive-rows", type=int, default=300, help="reviews for the one-by-one tutorial loop")
     ap.add_argument("--batched-rows", type=int, default=5000, help="reviews for the batched baseline")
     ap.add_argument("--workdir", type=Path, default=REPO / ".cache" / "bench-predict")
+    ap.add_argument("--no-record", action="store_true", help="do not write bench/results/predict.json")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     source = args.input.resolve()
@@ -155,6 +157,23 @@ def main() -> int:
                       "batched_seconds": round(batched_seconds, 1), "max_probability_difference": difference,
                       "accuracy_on_labelled_rows": round(accuracy, 4)}, indent=2))
     print(f"speedup {ours / tutorial:.1f}x over the tutorial loop, {ours / batched:.1f}x over the batched one")
+    if not args.no_record:   # the figures just printed, as printed
+        record("predict", [
+            figure("tutorial loop", len(sample), "documents"),
+            figure("tutorial loop", round(tutorial_seconds, 1), "s"),
+            figure("tutorial loop", round(tutorial, 1), "docs/s", 1),
+            figure("batched tutorial", len(batch), "documents"),
+            figure("batched tutorial", round(batched_seconds, 1), "s"),
+            figure("batched tutorial", round(batched), "docs/s", round(batched / tutorial, 1)),
+            figure("pipeline.predict", summary["rows"], "documents"),
+            figure("pipeline.predict", round(summary["seconds"], 1), "s"),
+            figure("pipeline.predict", round(ours), "docs/s", round(ours / tutorial, 1)),
+            figure("pipeline.predict over batched tutorial", round(ours / batched, 1), "x"),
+            figure("largest probability difference, pipeline.predict against the tutorial loop", difference, ""),
+            figure("pipeline.predict on the labelled rows", round(accuracy, 4), "accuracy"),
+            figure("model load and warm-up (not timed above)", round(load_seconds, 1), "s"),
+        ], command_line(), notes=[f"model: maxlen {maxlen}, trained for one epoch on the first {args.train_rows:,} "
+                                  "reviews during set-up (not timed)"])
     return 0
 
 

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
 
+from bench.record import command_line, figure, record  # noqa: E402
 from pipeline.core.config import ModelParams, PrepareParams, TokenizeParams, TrainParams, VocabParams  # noqa: E402
 from pipeline.data.prepared import Prepared  # noqa: E402
 from pipeline.data.splits import prepare  # noqa: E402
@@ -46,6 +47,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--maxlen", type=int, default=80)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--no-record", action="store_true", help="do not write bench/results/train.json")
     args = ap.parse_args()
 
     import keras
@@ -86,6 +88,21 @@ def main() -> int:
           f"  test accuracy {acc_ours:.4f}")
     print(f"accuracy difference: {100 * (acc_ours - acc_base):+.2f} points")
     print(f"speedup {t_base / t_ours:.2f}")
+    if not args.no_record:   # the figures just printed, as printed
+        record("train", [
+            figure("model.fit, padded to maxlen", round(t_base, 1), "s", 1),
+            figure("model.fit, padded to maxlen", round(n * args.epochs / t_base), "samples/s"),
+            figure("model.fit, padded to maxlen", round(acc_base, 4), "test accuracy"),
+            figure("train stage, bucketing by length", round(t_ours, 1), "s", round(t_base / t_ours, 2)),
+            figure("train stage, bucketing by length", round(n * args.epochs / t_ours), "samples/s"),
+            figure("train stage, bucketing by length", round(acc_ours, 4), "test accuracy"),
+            figure("accuracy difference (train stage - model.fit)", round(100 * (acc_ours - acc_base), 2), "points"),
+        ], command_line(), notes=[
+            f"rows: train {n:,} / val {len(arrays['val']['y']):,} / test {len(test['y']):,}; maxlen {args.maxlen}, "
+            f"median length {stats['splits']['train']['length']['p50']:g}",
+            f"both: embedding {hp.embedding_dim}, GRU({hp.units}), seed 1, epochs {args.epochs}, "
+            f"batch size {args.batch_size}",
+        ])
     return 0
 
 

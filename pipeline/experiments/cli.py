@@ -13,7 +13,8 @@ An experiment is a file experiments/<name>.yaml:
 searches first and train uses its best trial. DVC names the experiment in the stages' environment
 (DVC_EXP_NAME); every MLflow run the stages start is tagged `pipeline.experiment` with it.
 `results` reads those runs back and writes docs/RESULTS.md; a variant the store lacks keeps its
-earlier outcome from docs/results.json, which it rewrites (`--fresh`: the store only).
+earlier outcome from docs/results.json, which it rewrites (`--fresh`: the store only). It then
+writes docs/BENCHMARKS.md from the benches' bench/results/*.json (`--no-benchmarks`: not).
 """
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ from pathlib import Path
 
 from pipeline.core.cli import run_command
 from pipeline.core.errors import ExperimentError
+from pipeline.experiments.benchmarks import BENCH_RESULTS, BENCHMARKS, write_benchmarks
 from pipeline.experiments.commands import dvc_command
-from pipeline.experiments.results import OUTCOMES, RESULTS, _figure, write_results
+from pipeline.experiments.results import FIGURE, OUTCOMES, RESULTS, _figure, write_results
 from pipeline.experiments.spec import EXPERIMENTS_DIR, discover, select
 
 
@@ -72,6 +74,14 @@ def _results(args: argparse.Namespace) -> int:
     outcomes = write_results(args.output, experiments, fresh=args.fresh)
     done = sum(1 for e in experiments for t in (False, True) if e.run_name(t) in outcomes)
     print(f"experiments: {done} of {2 * len(experiments)} variants have results -> {args.output}")
+    if args.no_benchmarks:
+        return 0
+    if not args.bench_results.is_dir():   # a project without the benches (a test's copy): nothing to render
+        print(f"experiments: no {args.bench_results}/ here; {args.benchmarks} not written")
+        return 0
+    records = write_benchmarks(args.bench_results, args.benchmarks)
+    print(f"experiments: {len(records)} benches' figures ({', '.join(r.bench for r in records)}) "
+          f"-> {args.benchmarks}")
     return 0
 
 
@@ -95,10 +105,21 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--keep-going", action="store_true", help="go on after a failed experiment")
     run.add_argument("--dry-run", action="store_true", help="print the dvc commands only")
     run.set_defaults(func=_run)
-    results = sub.add_parser("results", help="write docs/RESULTS.md from the MLflow store")
-    results.add_argument("-o", "--output", type=Path, default=RESULTS, help="default: %(default)s")
+    results = sub.add_parser(
+        "results", help=f"write {RESULTS} from the MLflow store, then {BENCHMARKS} from {BENCH_RESULTS}/*.json",
+        description=f"Write {RESULTS} (with {FIGURE} and {OUTCOMES} beside it) from the experiments' MLflow "
+                    f"runs, then {BENCHMARKS} from the figures the benches recorded in {BENCH_RESULTS}/*.json. "
+                    "`make results` runs this; both pages are generated, not edited by hand.")
+    results.add_argument("-o", "--output", type=Path, default=RESULTS,
+                         help="the results page (default: %(default)s)")
     results.add_argument("--fresh", action="store_true",
                          help=f"the MLflow store only: ignore the earlier outcomes in {OUTCOMES} beside the output")
+    results.add_argument("--benchmarks", type=Path, default=BENCHMARKS, metavar="PATH",
+                         help="the benchmarks page (default: %(default)s)")
+    results.add_argument("--bench-results", type=Path, default=BENCH_RESULTS, metavar="DIR",
+                         help="what the benches recorded, one <bench>.json each (default: %(default)s)")
+    results.add_argument("--no-benchmarks", action="store_true",
+                         help="the results page only: leave the benchmarks page as it is")
     results.set_defaults(func=_results)
     args = parser.parse_args(argv)
     return run_command("experiments", lambda: args.func(args))
