@@ -13,12 +13,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
 from pipeline.core import paths
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import StageError, reading
+from pipeline.core.records import ModelRecord, PrepareCut, PreparedRecord, read_prepared_record
 from pipeline.data.sequences import shorten
 from pipeline.data.subword import SUBWORD_KEY, Subword
 
@@ -33,15 +35,17 @@ class Cut:
     truncating: str = "pre"
 
     @classmethod
-    def of(cls, prepare: dict, train_maxlen: int | None = 0) -> Cut:
-        """From the `prepare` record of a prepared params.json; train.maxlen > 0 replaces its maxlen."""
-        return cls(int(train_maxlen or 0) or int(prepare["maxlen"]), prepare["padding"],
-                   prepare.get("truncating", "pre"))
+    def of(cls, prepare: PrepareCut | Mapping[str, Any], train_maxlen: int | None = 0) -> Cut:
+        """From the `prepare` record of a prepared params.json (PreparedRecord.prepare; a mapping is
+        read as one); train.maxlen > 0 replaces its maxlen."""
+        prepare = PrepareCut.model_validate(prepare)
+        return cls(int(train_maxlen or 0) or prepare.maxlen, prepare.padding, prepare.truncating)
 
     @classmethod
-    def of_model(cls, record: dict) -> Cut:
-        """From a model bundle's params.json ({"train": ..., "prepared": <prepared params.json>})."""
-        return cls.of(record["prepared"]["prepare"], record.get("train", {}).get("maxlen"))
+    def of_model(cls, record: ModelRecord | Mapping[str, Any]) -> Cut:
+        """From a model bundle's params.json (ModelRecord; a mapping is read as one)."""
+        record = ModelRecord.model_validate(record)
+        return cls.of(record.prepared.prepare, record.train.maxlen)
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,8 @@ class Prepared:
 
 
 def read_cut(folder: Path = paths.PREPARED_DIR) -> Cut:
-    """The prepared data's cut, from its params.json (one DataError if damaged)."""
-    with reading(folder / "params.json", "prepare", folder):
-        return Cut.of(json.loads((folder / "params.json").read_text(encoding="utf-8"))["prepare"])
+    """The prepared data's cut, from its params.json (one DataError if missing, damaged or invalid)."""
+    return Cut.of(read_prepared_record(folder).prepare)
 
 
 def load_prepared(folder: Path = paths.PREPARED_DIR) -> Prepared:
@@ -109,10 +112,12 @@ def data_fingerprint(prepared_dir: Path) -> str:
     return h.hexdigest()
 
 
-def write_prepared(folder: Path, arrays: dict, vocab: dict, labels: list[str], record: dict,
+def write_prepared(folder: Path, arrays: dict, vocab: dict, labels: list[str], record: PreparedRecord | Mapping,
                    preprocess: dict, subword: Subword | None = None) -> None:
-    """The whole folder, atomically: `record` is the params that made it (params.json); a subword
-    model goes into preprocess.json, so it travels wherever the preprocessing does."""
+    """The whole folder, atomically: `record` is the params that made it (params.json, a PreparedRecord
+    as read_prepared_record reads it); a subword model goes into preprocess.json, so it travels
+    wherever the preprocessing does."""
+    record = PreparedRecord.model_validate(record)
     if subword is not None:
         preprocess = {**preprocess, SUBWORD_KEY: subword.spec()}
     def dump(target: Path, data, indent: int | None = None) -> None:
@@ -124,4 +129,4 @@ def write_prepared(folder: Path, arrays: dict, vocab: dict, labels: list[str], r
             np.savez(tmp / f"{split}.npz", **arr)
         dump(tmp / "vocab.json", vocab)
         dump(tmp / "labels.json", labels)
-        dump(tmp / "params.json", record, indent=2)
+        dump(tmp / "params.json", record.as_json(), indent=2)

@@ -12,6 +12,7 @@ from pipeline.core.atomic import atomic_file, write_png
 from pipeline.core.config import DatasetParams
 from pipeline.core.errors import StageError, reading
 from pipeline.core.plotting import hangul_font
+from pipeline.core.records import PARAMS_FILE, read_model_record
 from pipeline.data.prepared import Cut, read_cut
 from pipeline.data.sequences import shorten
 from pipeline.model.files import load_model_file
@@ -98,10 +99,8 @@ def write_plots(y: np.ndarray, proba: np.ndarray, labels: list[str], folder: Pat
 def model_cut(model_dir: Path, prepared_dir: Path) -> Cut:
     """The model's own cut (train.maxlen, possibly tuned, can be shorter than prepare.maxlen), from
     its params.json; a model folder without one was trained on the prepared data as it is."""
-    record = model_dir / "params.json"
-    if record.is_file():
-        with reading(record, "train", model_dir):
-            return Cut.of_model(json.loads(record.read_text(encoding="utf-8")))
+    if (model_dir / PARAMS_FILE).is_file():
+        return Cut.of_model(read_model_record(model_dir))
     return read_cut(prepared_dir)
 
 

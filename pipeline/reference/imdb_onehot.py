@@ -24,6 +24,7 @@ from pipeline.core import paths
 from pipeline.core.atomic import write_json
 from pipeline.core.cli import run_command
 from pipeline.core.errors import DataError
+from pipeline.core.records import read_prepared_record
 from pipeline.reference.numpy_rnn import NumpyRNN
 
 EXPERIMENT_TAG = "numpy-rnn-onehot"
@@ -127,7 +128,7 @@ def _mlflow_run(folder: Path, options: dict):
     from pipeline.core.config import parse_params
     from pipeline.core.tracking import stage_run
 
-    dataset = json.loads((folder / "params.json").read_text(encoding="utf-8")).get("dataset", {}).get("name")
+    dataset = read_prepared_record(folder).dataset.get("name")
     if not dataset:
         raise DataError(f"{folder}/params.json: no dataset.name (not written by the prepare stage?)")
     return stage_run("reference", parse_params({}), reads=(), dataset=dataset, run_name="reference numpy-rnn")

@@ -3,13 +3,15 @@
   model.keras      the trained network
   vocab.json       token -> id (0 = padding, 1 = out of vocabulary)
   labels.json      class id -> label name
-  params.json      the train params (train.maxlen) and the prepared data's (maxlen, padding, truncating)
+  params.json      the train params (train.maxlen) and the prepared data's (maxlen, padding, truncating):
+                   pipeline/core/records.py's ModelRecord
   preprocess.json  the tokenize params (normaliser, analyzer, POS filters) and the resolved stopwords;
                    with prepare.subword, the sentencepiece model that cut the tokens into pieces
   linear.skops     the linear model (TF-IDF n-grams + logistic regression, pipeline/model/linear.py),
   linear.json      with the versions that wrote it
   champion.json    which of them serves (rnn, linear, or their blend and its weight), chosen on
                    validation by the train stage (pipeline/model/champion.py); absent: the RNN
+                   (records.py's ChampionRecord)
 The train stage writes it (`save_bundle`); serving reads it (`load_encoder`): the text goes through
 tokenize_texts, Subword.pieces and encode_pad, the functions the tokenize and prepare stages ran;
 the linear model reads the tokens before Subword.pieces, as it read data/tokens.parquet.
@@ -31,6 +33,17 @@ import numpy as np
 
 from pipeline.core.config import ParamsError, TokenizeParams, TrainParams, parse_params, to_dict
 from pipeline.core.errors import StageError
+from pipeline.core.records import (
+    CHAMPION_FILE,
+    PARAMS_FILE,
+    ModelRecord,
+    TrainCut,
+    read_champion,
+    read_model_record,
+    read_prepared_record,
+    write_record,
+)
+from pipeline.core.records import bundle_hint as rebuild_hint
 from pipeline.data.prepared import Cut
 from pipeline.data.sequences import encode_pad
 from pipeline.data.subword import SUBWORD_KEY, Subword
@@ -40,7 +53,6 @@ from pipeline.text.tokenizer import MemoryCache, analyzer_spec, tokenize_texts
 
 BUNDLE_FILES = ("model.keras", "vocab.json", "labels.json", "params.json", "preprocess.json")   # the RNN's
 COMMON_FILES = ("labels.json", "preprocess.json")
-CHAMPION_FILE = "champion.json"
 KIND_FILES = {"rnn": BUNDLE_FILES, "linear": (*COMMON_FILES, LINEAR_FILE, LINEAR_INFO),
               "blend": (*BUNDLE_FILES, LINEAR_FILE, LINEAR_INFO)}
 
@@ -53,17 +65,10 @@ class Served:
 
 
 def served(folder: Path) -> Served:
-    """champion.json's kind and weight; a bundle without it (written before the champion) is the RNN."""
-    if not (folder / CHAMPION_FILE).is_file():
-        return Served()
-    record = _read_json(folder, CHAMPION_FILE)
-    kind = record.get("kind") if isinstance(record, dict) else None
-    weight = record.get("weight") if isinstance(record, dict) else None
-    if kind not in KIND_FILES or isinstance(weight, bool) or not isinstance(weight, (int, float)) \
-            or not 0 <= weight <= 1 or (kind != "blend" and weight != (kind == "rnn")):
-        raise StageError(f"{folder / CHAMPION_FILE}: kind {kind!r} with weight {weight!r} is not a champion "
-                         f"(rnn with 1, linear with 0, or blend with 0 < weight < 1); {rebuild_hint(folder)}")
-    return Served(kind, float(weight))
+    """champion.json's kind and weight (read_champion); a bundle without it (written before the
+    champion) is the RNN."""
+    champion = read_champion(folder)
+    return Served(champion.kind, champion.weight)
 
 
 def kind_files(kind: str) -> tuple[str, ...]:
@@ -119,14 +124,6 @@ class Encoder:
         shared(analyzer_spec(self.tokenize))(["가나다 warm up"])
 
 
-def rebuild_hint(folder: Path) -> str:
-    """How to get a sound copy of a bundle's files: from DVC, or (a bundle inside an MLflow model,
-    as MLflow downloads it) by logging the model again."""
-    if (folder.parent.parent / "MLmodel").is_file():   # <model>/artifacts/bundle
-        return "log the model again (the train stage logs and registers it)"
-    return "rebuild it with `dvc repro train` or `dvc checkout models`"
-
-
 def _read_json(folder: Path, name: str) -> Any:
     try:
         return json.loads((folder / name).read_text(encoding="utf-8"))
@@ -153,12 +150,11 @@ def load_encoder(folder: Path, ids: bool = True) -> Encoder:
     """The bundle's preprocessing. `ids=False`: only the tokens (a linear model's bundle has no
     vocabulary; `encode` is then not for use)."""
     spec = _read_json(folder, "preprocess.json")
-    params = _read_json(folder, "params.json") if ids else {}
+    cut = Cut.of_model(read_model_record(folder)) if ids else Cut(0, "post")
     try:
         cfg = parse_params({"tokenize": spec["tokenize"]}, str(folder / "preprocess.json")).tokenize
-        cut = Cut.of_model(params) if ids else Cut(0, "post")
     except (KeyError, TypeError) as exc:
-        raise StageError(f"{folder}: params.json / preprocess.json lack {exc}; train the model again") from None
+        raise StageError(f"{folder}: preprocess.json lacks {exc}; train the model again") from None
     except ParamsError as exc:
         raise StageError(str(exc)) from None
     analyzer = analyzer_spec(cfg)
@@ -184,6 +180,5 @@ def save_bundle(folder: Path, model, prepared_dir: Path, cfg: TrainParams) -> No
     model.save(folder / "model.keras")
     for name in ("vocab.json", "labels.json", "preprocess.json"):
         shutil.copyfile(prepared_dir / name, folder / name)
-    (folder / "params.json").write_text(json.dumps(
-        {"train": to_dict(cfg), "prepared": json.loads((prepared_dir / "params.json").read_text(encoding="utf-8"))},
-        ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_record(folder / PARAMS_FILE, ModelRecord(train=TrainCut.model_validate(to_dict(cfg)),
+                                                   prepared=read_prepared_record(prepared_dir)))

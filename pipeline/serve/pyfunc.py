@@ -37,6 +37,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from pipeline.core.errors import StageError
+from pipeline.core.records import THE_RNN, ChampionRecord, read_champion, write_record
 from pipeline.model.champion import RNN_WEIGHT
 from pipeline.serve.bundle import CHAMPION_FILE, kind_files, served
 from pipeline.serve.predictor import EMPTY, PREDICTED, Classifier, proba_column
@@ -239,18 +241,18 @@ def refusing_pickles() -> Iterator[None]:
 def _champion_file(bundle: Path, target: Path, kind: str, champion) -> None:
     """champion.json as the kind serves: the bundle's own for its champion; for another candidate (the
     challenger) the same record with that kind and its weight."""
-    import json
-
     if kind == champion.kind:
         if (bundle / CHAMPION_FILE).is_file():
             _link_or_copy(bundle / CHAMPION_FILE, target)
         else:   # a bundle from before the champion: the RNN
-            target.write_text(json.dumps({"kind": "rnn", "weight": 1.0}) + "\n", encoding="utf-8")
+            write_record(target, THE_RNN)
         return
-    record = json.loads((bundle / CHAMPION_FILE).read_text(encoding="utf-8"))
-    weight = record["candidates"]["blend"]["weight"] if kind == "blend" else RNN_WEIGHT[kind]
-    target.write_text(json.dumps({**record, "kind": kind, "weight": weight}, ensure_ascii=False, indent=2) + "\n",
-                      encoding="utf-8")
+    record = read_champion(bundle, required=True)
+    if kind not in record.candidates:
+        raise StageError(f"{bundle / CHAMPION_FILE}: no {kind} candidate to serve (its candidates: "
+                         f"{', '.join(record.candidates) or 'none'})")
+    weight = record.candidates["blend"]["weight"] if kind == "blend" else RNN_WEIGHT[kind]
+    write_record(target, ChampionRecord.model_validate({**record.as_json(), "kind": kind, "weight": weight}))
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
