@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from pipeline.core import log, recording
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.config import Params
 from pipeline.core.errors import StageError
@@ -26,17 +27,8 @@ def _body(params: Params, args) -> None:
         raise StageError(f"{MIRROR_ENV}={mirror}: no such folder")
     manifest = download(params.dataset, params.download, mirror=mirror)
     for f in manifest["files"]:
-        print(f"download: {f['path']}  {f['size']:,} bytes  sha256 {f['sha256'][:12]}…  from {f['source']}")
-    from pipeline.core import tracking
-    if tracking.is_tracking():
-        import mlflow
-
-        mlflow.log_metrics({"download/files": len(manifest["files"]),
-                            "download/bytes": sum(f["size"] for f in manifest["files"])})
-        mlflow.log_dict(manifest, "download/manifest.json")
-        # The run started with the previous manifest's checksums; these are the files just laid out.
-        mlflow.set_tags(tracking.data_tags())
-        tracking.log_datasets(("raw",), params.dataset.name)   # likewise the dataset input
+        log.info(f"download: {f['path']}  {f['size']:,} bytes  sha256 {f['sha256'][:12]}…  from {f['source']}")
+    recording.record_download(manifest, params.dataset.name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,17 +12,17 @@ stage's MLflow run, and the test metrics to the train run too (models/run.json l
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline.core import paths  # noqa: E402
+from pipeline.core import log, paths, recording  # noqa: E402
 from pipeline.core.atomic import write_json  # noqa: E402
 from pipeline.core.cli import run_stage, stage_parser  # noqa: E402
 from pipeline.core.config import Params  # noqa: E402
-from pipeline.core.errors import StageError, mask_credentials  # noqa: E402
+from pipeline.core.records import read_champion  # noqa: E402
 from pipeline.model.champion import blend  # noqa: E402
 from pipeline.model.evaluation import (  # noqa: E402
     MISTAKE_COLUMNS,
@@ -42,9 +42,10 @@ READS = ("dataset.name", "dataset.table.format", "dataset.table.text_columns", "
          "dataset.table.id_column", "dataset.table.encoding", "champion.batch_size", "evaluate.mistakes")
 PLOTS = ("confusion.csv", "roc.csv", "confusion.png", "roc.png")
 FIGURES = ("accuracy", "macro_f1", "loss")
-# scores.json (the DVC metrics): the RNN's own first, then each candidate's test accuracy and the served model's.
-SCORED = ("test/accuracy", "test/macro_f1", "test/loss", "linear/test/accuracy", "blend/test/accuracy",
-          "champion/test/accuracy", "champion/val/accuracy")
+# scores.json (the DVC metrics): the served model's first, as `dvc exp show` opens with the first column of
+# each file when the table is wider than the terminal; then each candidate's test accuracy, the RNN's others.
+SCORED = ("champion/test/accuracy", "champion/val/accuracy", "test/accuracy", "linear/test/accuracy",
+          "blend/test/accuracy", "test/macro_f1", "test/loss")
 
 
 def _prefixed(kind: str, metrics: dict) -> dict:
@@ -53,42 +54,57 @@ def _prefixed(kind: str, metrics: dict) -> dict:
 
 
 def _body(params: Params, args) -> None:
-    import numpy as np
-    import pandas as pd
-
-    from pipeline.core import tracking
-
-    cfg = params.evaluate
     # Everything is computed before anything is written: a failure leaves every output as it was.
     result, y, rnn, labels = evaluate(paths.MODELS_DIR, paths.PREPARED_DIR, params.champion.batch_size)
-    choice_file = paths.MODELS_DIR / "champion.json"
-    if not choice_file.is_file():
-        raise StageError(f"{choice_file}: missing (models/ was trained before the champion existed); run the "
-                         "train stage again (dvc repro train)")
-    choice = json.loads(choice_file.read_text(encoding="utf-8"))
+    choice = read_champion(paths.MODELS_DIR, required=True).as_json()   # validated, as the train stage wrote it
     tokens = read_token_lists(paths.TOKENS)
     test = split_rows(paths.PREPARED_DIR, "test", tokens, paths.TOKENS)
-    proba = {"rnn": rnn}
-    if "linear" in choice["candidates"]:
-        proba["linear"] = load_linear(paths.MODELS_DIR, "rebuild it with `dvc repro train`").predict_proba(test.tokens)
-        proba["blend"] = blend(rnn, proba["linear"], choice["candidates"]["blend"]["weight"])
-    kind = choice["kind"]
-    proba["champion"] = proba[kind]
+    proba = _probabilities(rnn, choice, test.tokens)
     tested = {k: scores(y, p, labels) for k, p in proba.items()}
     auc = {k: roc_points(y, p)[2] for k, p in proba.items()}
-    table = {k: {**{key: choice["candidates"][k][key] for key in ("val/accuracy", "val/loss")},
-                 **{f"test/{f}": tested[k][f"test/{f}"] for f in FIGURES}, "test/roc_auc": auc[k],
-                 **({"weight": choice["candidates"][k]["weight"]} if k == "blend" else {})}
-             for k in choice["candidates"]}
+    table = _candidate_rows(choice, tested, auc)
+    wrong, texts_from = _mistakes(test.ids, y, proba["champion"], labels, tokens, params)
+    metrics = _metrics(result, tested, auc, choice, table)
+    _write(y, proba, labels, tested, wrong, metrics, choice)
+    # Not with --no-track: that records nothing, the train run included.
+    recording.record_evaluation(metrics, wrong, _logged_files())
+    recording.record_on_train_run(metrics, params.dataset.name)
+    _report(table, choice, y, proba["champion"], metrics, wrong, texts_from)
 
-    wrong = mistakes(test.ids, y, proba[kind], labels, {}, cfg.mistakes)
-    texts_from = ""
-    if len(wrong):
-        texts, from_raw = raw_texts(wrong["id"].to_numpy(), paths.RAW_DIR, params.dataset, tokens)
-        wrong["text"] = wrong["id"].map(texts)
-        texts_from = f"texts from {paths.RAW_DIR}" if from_raw else f"{paths.RAW_DIR} absent: tokens as texts"
+
+def _probabilities(rnn, choice: dict, test_tokens) -> dict:
+    """Each candidate's test probabilities, and the served model's again as "champion"."""
+    proba = {"rnn": rnn}
+    if "linear" in choice["candidates"]:
+        proba["linear"] = load_linear(paths.MODELS_DIR, "rebuild it with `dvc repro train`").predict_proba(test_tokens)
+        proba["blend"] = blend(rnn, proba["linear"], choice["candidates"]["blend"]["weight"])
+    proba["champion"] = proba[choice["kind"]]
+    return proba
+
+
+def _candidate_rows(choice: dict, tested: dict, auc: dict) -> dict:
+    """metrics.json's `candidates`: each candidate's validation figures (the train stage's) beside its test ones."""
+    return {k: {**{key: choice["candidates"][k][key] for key in ("val/accuracy", "val/loss")},
+                **{f"test/{f}": tested[k][f"test/{f}"] for f in FIGURES}, "test/roc_auc": auc[k],
+                **({"weight": choice["candidates"][k]["weight"]} if k == "blend" else {})}
+            for k in choice["candidates"]}
+
+
+def _mistakes(ids, y, served, labels: list[str], tokens, params: Params):
+    """The served model's most confident mistakes with their raw texts, and where the texts came from."""
+    wrong = mistakes(ids, y, served, labels, {}, params.evaluate.mistakes)
+    if not len(wrong):
+        return wrong, ""
+    texts, from_raw = raw_texts(wrong["id"].to_numpy(), paths.RAW_DIR, params.dataset, tokens)
+    wrong["text"] = wrong["id"].map(texts)
+    return wrong, f"texts from {paths.RAW_DIR}" if from_raw else f"{paths.RAW_DIR} absent: tokens as texts"
+
+
+def _metrics(result: dict, tested: dict, auc: dict, choice: dict, table: dict) -> dict:
+    """metrics.json: the RNN's figures under their plain names, the other candidates' prefixed, the served model's."""
+    kind = choice["kind"]
     metrics = {**result, "test/roc_auc": auc["rnn"]}
-    for k in proba:
+    for k in tested:
         if k != "rnn":
             metrics.update(_prefixed(k, tested[k]))
             metrics[f"{k}/test/roc_auc"] = auc[k]
@@ -96,52 +112,36 @@ def _body(params: Params, args) -> None:
                     "champion/val/loss": choice["candidates"][kind]["val/loss"],
                     "champion/weight": choice["weight"], "selected_on": choice["selected_on"],
                     "select_by": choice["select_by"], "candidates": table})
-    write_plots(y, proba[kind], labels, paths.EVALUATE_PLOTS_DIR, f"{_name(choice)}, test",
-                {k: p for k, p in proba.items() if k != "champion"})
-    per_class_png({k: tested[k]["test/per_class"] for k in proba if k != "champion"}, paths.PER_CLASS_PNG)
+    return metrics
+
+
+def _write(y, proba: dict, labels: list[str], tested: dict, wrong, metrics: dict, choice: dict) -> None:
+    import pandas as pd
+
+    candidates = [k for k in proba if k != "champion"]
+    write_plots(y, proba["champion"], labels, paths.EVALUATE_PLOTS_DIR, f"{_name(choice)}, test",
+                {k: proba[k] for k in candidates})
+    per_class_png({k: tested[k]["test/per_class"] for k in candidates}, paths.PER_CLASS_PNG)
     write_mistakes(wrong if len(wrong) else pd.DataFrame(columns=MISTAKE_COLUMNS), paths.MISTAKES_CSV)
     write_json(paths.METRICS, metrics)
     write_json(paths.SCORES, {k: metrics[k] for k in SCORED if k in metrics})
-    if tracking.is_tracking():   # not with --no-track: that records nothing, the train run included
-        import mlflow
-
-        flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        mlflow.log_metrics(flat)
-        mlflow.set_tags({"champion": kind, "champion.selected_on": choice["selected_on"]})
-        plots = (*PLOTS, paths.PER_CLASS_PNG.name, paths.MISTAKES_CSV.name)
-        tracking.log_files([paths.METRICS, *(paths.EVALUATE_PLOTS_DIR / n for n in plots)], "evaluate")
-        if len(wrong):
-            mlflow.log_table(wrong, "evaluate/mistakes.json")
-        client = mlflow.MlflowClient()
-        train_run_id = json.loads((paths.MODELS_DIR / "run.json").read_text(encoding="utf-8")).get("run_id")
-        if train_run_id and not _in_store(client, train_run_id):
-            # models/ trained against another store (a new $MLFLOW_TRACKING_URI, a removed mlruns/).
-            print(f"evaluate: the train run of models/ ({train_run_id}) is not in this MLflow store "
-                  f"({mask_credentials(mlflow.get_tracking_uri())}): the test figures are logged on this run only",
-                  file=sys.stderr)
-            train_run_id = None
-        if train_run_id:
-            mlflow.set_tag("pipeline.train_run_id", train_run_id)
-            tracking.log_datasets(("test",), params.dataset.name, run_id=train_run_id)   # trained on, tested on
-            # The train run gets the test figures too, so one row in the MLflow UI has them all.
-            for key, value in flat.items():
-                client.log_metric(train_run_id, key, value)
-    print(candidate_table(table, kind, choice), file=sys.stderr)
-    served = int((proba[kind].argmax(1) != np.asarray(y)).sum())
-    print(f"evaluate: served model {_name(choice)}: test accuracy {metrics['champion/test/accuracy']:.4f}, "
-          f"macro-F1 {metrics['champion/test/macro_f1']:.4f} on {len(y):,} rows -> {paths.METRICS}")
-    print(f"evaluate: {len(wrong):,} most confident of {served:,} wrong predictions of the served model"
-          f"{f' ({texts_from})' if texts_from else ''} -> {paths.MISTAKES_CSV}")
 
 
-def _in_store(client, run_id: str) -> bool:
-    from mlflow.exceptions import MlflowException
+def _logged_files() -> list[Path]:
+    """What the run keeps of the stage's outputs: metrics.json, the plots, the mistakes."""
+    plots = (*PLOTS, paths.PER_CLASS_PNG.name, paths.MISTAKES_CSV.name)
+    return [paths.METRICS, *(paths.EVALUATE_PLOTS_DIR / n for n in plots)]
 
-    try:
-        client.get_run(run_id)
-        return True
-    except MlflowException:
-        return False
+
+def _report(table: dict, choice: dict, y, served, metrics: dict, wrong, texts_from: str) -> None:
+    import numpy as np
+
+    log.note(candidate_table(table, choice["kind"], choice))
+    wrong_predictions = int((served.argmax(1) != np.asarray(y)).sum())
+    log.info(f"evaluate: served model {_name(choice)}: test accuracy {metrics['champion/test/accuracy']:.4f}, "
+             f"macro-F1 {metrics['champion/test/macro_f1']:.4f} on {len(y):,} rows -> {paths.METRICS}")
+    log.info(f"evaluate: {len(wrong):,} most confident of {wrong_predictions:,} wrong predictions of the served "
+             f"model{f' ({texts_from})' if texts_from else ''} -> {paths.MISTAKES_CSV}")
 
 
 def _name(choice: dict) -> str:

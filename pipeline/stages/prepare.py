@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.core import paths
+from pipeline.core import log, paths, recording
 from pipeline.core.atomic import atomic_file, write_json
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.config import Params, to_dict
 from pipeline.core.errors import DataError
-from pipeline.core.plotting import histogram_figure
 from pipeline.data.downloads import dataset_record
 from pipeline.data.prepared import write_prepared
 from pipeline.data.sequences import length_histogram
@@ -46,30 +45,21 @@ def _body(params: Params, args) -> None:
                         "tokenize stage again (dvc repro tokenize)")
     preprocess = read_preprocess_spec(paths.TOKENS)
     done = prepare_all(tokens, params.prepare)
-    arrays, vocab, names, stats = done.arrays, done.vocab, done.names, done.stats
-    write_outputs(arrays, vocab, names, stats, params, preprocess, done.subword)
-    from pipeline.core import tracking
-    if tracking.is_tracking():
-        import mlflow
+    write_outputs(done.arrays, done.vocab, done.names, done.stats, params, preprocess, done.subword)
+    recording.record_prepare(done.stats, done.arrays["train"]["raw_length"], params.prepare.maxlen)
+    _report(done.stats, done.names, done.vocab, params.prepare.maxlen, done.subword is not None)
 
-        tracking.log_stats(stats, "prepare")
-        tracking.log_files([paths.PREPARE_STATS, paths.LENGTHS_PLOT] + [
-            paths.PREPARED_DIR / f for f in ("vocab.json", "labels.json", "params.json", "preprocess.json")],
-            "prepare")
-        maxlen = params.prepare.maxlen
-        mlflow.log_figure(histogram_figure(
-            arrays["train"]["raw_length"], maxlen,
-            f"maxlen {maxlen} (covers {stats['maxlen_covers_train_rows']:.1%})", "tokens per row",
-            "Training rows per token length"), "prepare/lengths.png")
+
+def _report(stats: dict, names: list[str], vocab: dict, maxlen: int, subword: bool) -> None:
     s = stats["splits"]
-    print(f"prepare: train {s['train']['rows']:,} / val {s['val']['rows']:,} / test {s['test']['rows']:,} "
-          f"({stats['test_split']} test), {len(names)} classes, vocab {len(vocab):,}, "
-          f"maxlen {params.prepare.maxlen} covers {stats['maxlen_covers_train_rows']:.1%} of train rows "
-          f"(p95 length {s['train']['length']['p95']:g}) -> {paths.PREPARED_DIR}")
-    if done.subword is not None:
+    log.info(f"prepare: train {s['train']['rows']:,} / val {s['val']['rows']:,} / test {s['test']['rows']:,} "
+             f"({stats['test_split']} test), {len(names)} classes, vocab {len(vocab):,}, "
+             f"maxlen {maxlen} covers {stats['maxlen_covers_train_rows']:.1%} of train rows "
+             f"(p95 length {s['train']['length']['p95']:g}) -> {paths.PREPARED_DIR}")
+    if subword:
         sub = stats["subword"]
-        print(f"prepare: subword {sub['model']}: {sub['pieces']:,} pieces trained on the train split, "
-              f"{sub['train_pieces_per_token']:g} per token, {sub['train_pieces_per_document']:g} per train row")
+        log.info(f"prepare: subword {sub['model']}: {sub['pieces']:,} pieces trained on the train split, "
+                 f"{sub['train_pieces_per_token']:g} per token, {sub['train_pieces_per_document']:g} per train row")
 
 
 def main(argv: list[str] | None = None) -> int:

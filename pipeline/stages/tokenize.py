@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.core import paths
+from pipeline.core import log, paths, recording
 from pipeline.core.atomic import write_json
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.config import Params, to_dict
@@ -44,16 +44,16 @@ def _body(params: Params, args) -> None:
     kept = docs[docs["label"].isin(params.dataset.classes)] if params.dataset.classes else docs
     write_tokens(table, paths.TOKENS, preprocess_spec(cfg, stopwords, kept))
     write_json(paths.TOKENIZE_STATS, stats)
-    from pipeline.core import tracking
-    if tracking.is_tracking():
-        # "params" are the run's params already; as metrics they would only be noise.
-        tracking.log_stats({k: v for k, v in stats.items() if k != "params"}, "tokenize")
-        tracking.log_files([paths.TOKENIZE_STATS], "tokenize")
+    recording.record_tokenize(stats)
+    _report(stats, params)
+
+
+def _report(stats: dict, params: Params) -> None:
     unit = "distinct words" if stats["analysis_unit"] == "word" else "texts"
-    print(f"tokenize: {stats['documents']:,} documents ({stats['unique_texts']:,} unique texts; "
-          f"{stats['analysed']:,} {unit} analysed, {stats['cache_hits']:,} from cache); "
-          f"{dropped_summary(stats, params.dataset)}; median {stats['length'].get('p50')} tokens -> "
-          f"{paths.TOKENS}")
+    log.info(f"tokenize: {stats['documents']:,} documents ({stats['unique_texts']:,} unique texts; "
+             f"{stats['analysed']:,} {unit} analysed, {stats['cache_hits']:,} from cache); "
+             f"{dropped_summary(stats, params.dataset)}; median {stats['length'].get('p50')} tokens -> "
+             f"{paths.TOKENS}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,10 +30,10 @@ from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TF's C++ start-up chatter
 
-from pipeline.core import paths, workers  # noqa: E402
+from pipeline.core import log, paths, recording, workers  # noqa: E402
 from pipeline.core.atomic import atomic_dir, write_json  # noqa: E402
 from pipeline.core.cli import run_stage, stage_parser  # noqa: E402
-from pipeline.core.config import Params  # noqa: E402
+from pipeline.core.config import Params, TrainParams  # noqa: E402
 from pipeline.core.errors import StageError  # noqa: E402
 from pipeline.core.plotting import blend_png, learning_curve_png  # noqa: E402
 from pipeline.data.prepared import Prepared, load_prepared  # noqa: E402
@@ -81,10 +81,14 @@ def write_models_dir(result: FitResult, data: Prepared, params: Params, run_info
                                     "resuming from the finished training") from unlogged
 
 
-def publish_model(params: Params, labels: list[str]) -> Callable[[Path, Choice], dict]:
+def publish_model(params: Params, labels: list[str]) -> Callable[[Path, Choice], dict] | None:
     """Log the champion (and the runner-up) as versions of the registered pyfunc model
     `textclf-<dataset>` (raw text in), with aliases `champion` and `challenger` and a description
-    naming their parts. The runner-up is registered first, so `latest` is the champion too."""
+    naming their parts. The runner-up is registered first, so `latest` is the champion too.
+    None when nothing is recorded (`--no-track`, or not the chief): models/ is written unpublished."""
+    if not recording.recording():
+        return None
+
     def publish(folder: Path, choice: Choice) -> dict:
         import mlflow
 
@@ -142,14 +146,43 @@ def _body(params: Params, args) -> None:
 
 
 def _train(params: Params, args, distribute: str) -> None:
+    strategy = make_strategy(distribute, params.train.devices)   # first: MultiWorker must precede other TF ops
+    with log.ranked(is_chief(strategy)):   # the chief alone prints, writes and records
+        _run(params, args, strategy)
+
+
+def _run(params: Params, args, strategy) -> None:
+    """Every worker trains, the out-of-fold RNNs too (each step needs them all); the chief then
+    chooses the champion, writes models/ and records. Each result is recorded as it comes."""
+    cfg = params.train
+    data, backup, tuned, fused_kernel = _load(cfg)
+    recording.record_setup(strategy, fused_kernel, tuned)
+    previous = recording.claim_backup(backup)   # the run that trained into this backup before
+    result = _fit(data, cfg, strategy, backup)
+    recording.record_resume(result, previous)
+    folds = resolve_folds(params.champion, params.tune.folds)
+    oof_rnn = _out_of_fold(data, params, strategy, folds, result)
+    if not log.is_chief():
+        return _wait_for_chief(args)
+    recording.record_training(result)
+    choice, linear = select(data, result.validated, params.champion, cfg, folds, oof_rnn, paths.PREPARED_DIR,
+                            paths.TOKENS)
+    recording.record_champion(choice)
+    write_models_dir(result, data, params, _run_info(result, strategy, tuned, choice), choice, linear,
+                     publish_model(params, data.labels))
+    recording.record_models()
+    shutil.rmtree(backup, ignore_errors=True)   # done: the next run starts fresh
+    _report(result, choice)
+
+
+def _load(cfg: TrainParams) -> tuple[Prepared, Path, dict, bool]:
+    """Seeded TensorFlow, the prepared data cut to train.maxlen, the backup folder, the tuned values'
+    origin, and whether the fused cuDNN kernel can run (a warning from every worker when not)."""
     import tensorflow as tf
 
     from pipeline.core.seed import set_seed
-    from pipeline.core.tracking import is_tracking, log_files
     from pipeline.model.architecture import fused_kernel_blockers  # imports Keras: not for --help
 
-    cfg = params.train
-    strategy = make_strategy(distribute, cfg.devices)   # first: MultiWorker must precede other TF ops
     set_seed(cfg.seed, tensorflow=True)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -159,86 +192,56 @@ def _train(params: Params, args, distribute: str) -> None:
                          "run tokenize and prepare again (dvc repro)")
     backup = paths.cache_dir() / "train" / backup_key(cfg, paths.PREPARED_DIR)
     backup.mkdir(parents=True, exist_ok=True)
-    chief = is_chief(strategy)
-    active = None
-    if is_tracking():   # stage_run started a run (not --no-track)
-        import mlflow
-
-        active = mlflow.active_run()
     tuned = read_tuned() if cfg.use_tuned else {}   # where the merged values came from
     blockers = fused_kernel_blockers(cfg.model, data.padding)
     if blockers and tf.config.list_logical_devices("GPU"):
         print(f"train: warning: the fused cuDNN kernel is ruled out ({'; '.join(blockers)}): the recurrent "
               "layers run the step-by-step loop, several times slower on a GPU", file=sys.stderr)
-    if active and chief:
-        mlflow.log_params({"train.replicas": strategy.num_replicas_in_sync,
-                           "train.strategy": type(strategy).__name__})
-        mlflow.set_tag("train.fused_kernel", str(not blockers).lower())
-        mlflow.set_tags({f"tune.{k}": str(v) for k, v in tuned.items() if k != "params" and v is not None})
+    return data, backup, tuned, not blockers
 
-    def log_epoch(epoch: int, row: dict) -> None:
-        if active and chief:
-            mlflow.log_metrics({k: v for k, v in row.items() if "/" in k}, step=epoch + 1)
 
-    # The run that trained into this backup: a run that resumes it says which one it continues.
-    run_file = backup / "mlflow_run_id"
-    previous = run_file.read_text(encoding="utf-8").strip() if run_file.is_file() else ""
-    if active and chief:
-        run_file.write_text(active.info.run_id, encoding="utf-8")
-    result = fit_ensemble(data, cfg, strategy, backup_dir=backup, on_epoch_end=log_epoch)
-    if result.resumed_from_epoch:
+def _fit(data: Prepared, cfg: TrainParams, strategy, backup: Path) -> FitResult:
+    """The RNN (or the ensemble), resumed from the backup when one is there; each epoch recorded."""
+    result = fit_ensemble(data, cfg, strategy, backup_dir=backup, on_epoch_end=recording.record_epoch)
+    if result.resumed_from_epoch:   # said by every worker
         print(f"train: resumed after epoch {result.resumed_from_epoch} from {backup}", file=sys.stderr)
-        if active and chief:
-            from pipeline.core.tracking import RESUMES_TAG
+    return result
 
-            mlflow.set_tags({"train.resumed_from_epoch": str(result.resumed_from_epoch),
-                             **({RESUMES_TAG: previous} if previous else {})})
-            if not result.members:   # an ensemble's members each log their own curve
-                for epoch, row in enumerate(result.history[:result.resumed_from_epoch]):
-                    log_epoch(epoch, row)   # the whole learning curve in this run, not only its tail
-    # Out-of-fold RNNs for the champion's choice, under the strategy: every worker trains them.
-    folds = resolve_folds(params.champion, params.tune.folds)
-    oof_rnn = None
-    if params.champion.linear.enabled and folds >= 2:
-        oof_rnn = rnn_out_of_fold(data, cfg, strategy, folds, kept_epochs(result.kept_epochs))
-    if not chief:
-        if args.multi_worker:
-            # Stay until the chief is done with TensorFlow: a worker gone early is reported by the
-            # chief's coordination service as crashed. The chief closes our stdin when it is done.
-            sys.stdin.read()
-        return
+
+def _out_of_fold(data: Prepared, params: Params, strategy, folds: int, result: FitResult):
+    """Out-of-fold RNNs for the champion's choice (champion.folds >= 2 with the linear model), under
+    the strategy: every worker trains them. None when the choice is made on the validation split."""
+    if not (params.champion.linear.enabled and folds >= 2):
+        return None
+    return rnn_out_of_fold(data, params.train, strategy, folds, kept_epochs(result.kept_epochs))
+
+
+def _wait_for_chief(args) -> None:
+    """A worker that is not the chief writes and records nothing. One the chief started stays until
+    the chief is done with TensorFlow: a worker gone early is reported by the chief's coordination
+    service as crashed. The chief closes our stdin when it is done."""
+    if args.multi_worker:
+        sys.stdin.read()
+
+
+def _run_info(result: FitResult, strategy, tuned: dict, choice: Choice) -> dict:
+    """models/run.json before the published models' URIs and versions join it."""
+    return {"run_id": recording.current_run_id(), "best_epoch": result.best_epoch, "replicas": result.replicas,
+            "strategy": type(strategy).__name__, "tuned_from": tuned, "refit_epochs": result.refit_epochs,
+            "champion": {"kind": choice.kind, "weight": choice.weight, "runner_up": choice.runner_up}}
+
+
+def _report(result: FitResult, choice: Choice) -> None:
     best = result.best
-    run_info = {"run_id": active.info.run_id if active else None, "best_epoch": result.best_epoch,
-                "replicas": result.replicas, "strategy": type(strategy).__name__, "tuned_from": tuned,
-                "refit_epochs": result.refit_epochs}
-    if active:
-        mlflow.log_metrics({"best/val_loss": best["val/loss"], "best/val_accuracy": best["val/accuracy"],
-                            "best/epoch": result.best_epoch})
-        if result.refit_epochs:
-            mlflow.set_tag("train.refit_epochs", ",".join(map(str, result.refit_epochs)))
-    choice, linear = select(data, result.validated, params.champion, cfg, folds, oof_rnn, paths.PREPARED_DIR,
-                            paths.TOKENS)
-    run_info["champion"] = {"kind": choice.kind, "weight": choice.weight, "runner_up": choice.runner_up}
-    if active:
-        mlflow.log_metrics({f"{kind}/{key}": value for kind, figures in choice.candidates.items()
-                            for key, value in figures.items()})
-        mlflow.set_tags({"champion": choice.kind, "champion.selected_on": choice.selected_on,
-                         "champion.select_by": choice.select_by})
-    write_models_dir(result, data, params, run_info, choice, linear,
-                     publish_model(params, data.labels) if active else None)
-    if active:
-        log_files([paths.MODELS_DIR / name for name in ("vocab.json", "labels.json", "params.json", "history.json",
-                                                  "learning_curve.png")], "train")
-    shutil.rmtree(backup, ignore_errors=True)   # done: the next run starts fresh
     kept = f"ensemble of {len(result.members)}" if result.members else f"best epoch {result.best_epoch}"
     if result.refit_epochs:
         kept += f", refit on train + val for {result.refit_epochs} epochs (val is the first fit's)"
-    print(f"train: {kept}: val_accuracy {best['val/accuracy']:.4f} "
-          f"({result.replicas} replica(s), {result.seconds:.0f} s) -> {paths.MODELS_DIR}/model.keras")
-    print(f"train: champion {choice.kind}" + (f" (w = {choice.weight:g})" if choice.kind == "blend" else "")
-          + f", by {choice.select_by} on {choice.selected_on} ({choice.rows:,} rows): "
-          + ", ".join(f"{k} {v[choice.select_by]:.4f}" for k, v in choice.candidates.items())
-          + f" -> {paths.MODELS_DIR}/{CHAMPION_FILE}")
+    log.info(f"train: {kept}: val_accuracy {best['val/accuracy']:.4f} "
+             f"({result.replicas} replica(s), {result.seconds:.0f} s) -> {paths.MODELS_DIR}/model.keras")
+    log.info(f"train: champion {choice.kind}" + (f" (w = {choice.weight:g})" if choice.kind == "blend" else "")
+             + f", by {choice.select_by} on {choice.selected_on} ({choice.rows:,} rows): "
+             + ", ".join(f"{k} {v[choice.select_by]:.4f}" for k, v in choice.candidates.items())
+             + f" -> {paths.MODELS_DIR}/{CHAMPION_FILE}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline.core import paths, workers  # noqa: E402
+from pipeline.core import paths, recording, workers  # noqa: E402
 from pipeline.core.cli import run_stage, stage_parser  # noqa: E402
 from pipeline.core.config import Params, TrainParams, override  # noqa: E402
 from pipeline.core.errors import StageError  # noqa: E402
@@ -52,64 +52,72 @@ def _body(params: Params, args) -> None:
 
 
 def _tune(params: Params, args) -> None:
-    cfg = params.tune
     import optuna
-
-    from pipeline.core import tracking
-    from pipeline.data.prepared import data_fingerprint, load_prepared
-    from pipeline.model.strategies import make_strategy
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)   # one line per trial comes from `report`
     studies.no_traceback_on_interrupt()
+    cfg = params.tune
+    data = _load(params)
+    base = override(params.train, {"epochs": cfg.epochs or params.train.epochs}, "tune.epochs")
+    url = studies.storage_url(cfg)
+    study, name, seed = _open_study(params, base, data, url, args.worker)
+    recording.record_study(name, studies.redact(url), studies.WORKER, "worker" if args.worker else "main", seed,
+                           len(data.train["y"]))
+    ran = run_trials(study, _objective(params, data, base), cfg, args.worker)
+    if args.worker:
+        say(f"worker done: {ran} trial(s) here; the study has {studies.counted(study)} of {cfg.n_trials}")
+        return
+    info = write_outputs(study, url, cfg.metric)
+    recording.record_tuning(info, PLOTS)
+    _report(info, cfg.metric)
+
+
+def _load(params: Params):
+    """The prepared arrays, checked against the space, the training split subsampled (tune.subsample)."""
+    from pipeline.data.prepared import load_prepared
+
+    cfg = params.tune
     data = load_prepared()
     check_space_fits_data(params, data)
-    data = dataclasses.replace(data, train=subsample(data.train, cfg.subsample, cfg.sampler_seed))
-    epochs = cfg.epochs or params.train.epochs
-    base = override(params.train, {"epochs": epochs}, "tune.epochs")
-    url = studies.storage_url(cfg)
+    return dataclasses.replace(data, train=subsample(data.train, cfg.subsample, cfg.sampler_seed))
+
+
+def _open_study(params: Params, base: TrainParams, data, url: str, worker: bool):
+    """The study of this space and data, created or resumed, its trial 0 params.yaml's own values;
+    the study, its name and this process's sampler seed."""
+    import optuna
+
+    from pipeline.data.prepared import data_fingerprint
+
+    cfg = params.tune
     name = studies.study_name(params, base, data_fingerprint(paths.PREPARED_DIR))
-    seed = studies.sampler_seed(cfg, args.worker)
+    seed = studies.sampler_seed(cfg, worker)
     study = optuna.create_study(
-        study_name=name, storage=studies.open_storage(url, worker=args.worker),
-        sampler=studies.make_sampler(cfg, seed), pruner=studies.make_pruner(cfg, epochs),
+        study_name=name, storage=studies.open_storage(url, worker=worker),
+        sampler=studies.make_sampler(cfg, seed), pruner=studies.make_pruner(cfg, base.epochs),
         direction=studies.direction(cfg.metric), load_if_exists=True)
     done = studies.counted(study)
     start = studies.baseline(cfg.space, params.train, data.maxlen)
     if studies.ensure_baseline(study, start):   # whoever opens the study first, main or worker
         say(f"trial 0 is params.yaml's own train values: {start}")
     say(f"study {name} in {studies.redact(url)}: {done} of {cfg.n_trials} trials"
-        + (" (resuming)" if done else "") + (" as a worker" if args.worker else ""))
-    track = tracking.is_tracking()
-    if track:
-        import mlflow
+        + (" (resuming)" if done else "") + (" as a worker" if worker else ""))
+    return study, name, seed
 
-        mlflow.set_tags({"optuna.study": name, "optuna.storage": studies.redact(url),
-                         "optuna.worker": studies.WORKER, "optuna.role": "worker" if args.worker else "main"})
-        mlflow.log_params({"tune.sampler_seed_used": seed, "tune.train_rows": len(data.train["y"])})
+
+def _objective(params: Params, data, base: TrainParams) -> Objective:
+    from pipeline.model.strategies import make_strategy
+
     # Trials under multi_worker would need every worker in step; Optuna workers replace it here.
     distribute = "auto" if params.train.distribute == "multi_worker" else params.train.distribute
-    objective = Objective(data, base, params, make_strategy(distribute, params.train.devices), track)
-    ran = run_trials(study, objective, cfg, args.worker)
-    if args.worker:
-        say(f"worker done: {ran} trial(s) here; the study has {studies.counted(study)} of {cfg.n_trials}")
-        return
-    info = write_outputs(study, url, cfg.metric)
-    best = info["best"]
-    if track:
-        import mlflow
+    return Objective(data, base, params, make_strategy(distribute, params.train.devices), recording.recording())
 
-        mlflow.set_tags({"tune.best_trial": str(best["trial"]), "tune.best_value": f"{best['value']:.6g}",
-                         "tune.best_run_id": str(best["mlflow_run_id"])})
-        mlflow.log_metrics({"tune/best_value": best["value"],
-                            **({"tune/gain_over_params_yaml": info["gain"]["improvement"]} if info["gain"] else {}),
-                            **{f"tune/trials/{k}": v for k, v in info["trials"].items()}})
-        tracking.log_files([paths.BEST_PARAMS, paths.TUNE_SUMMARY, paths.TRIALS_CSV], "tune")
-        tracking.log_files([paths.TUNE_PLOTS_DIR / f"{p}.png" for p in PLOTS], "tune/plots")
-    t = info["trials"]
-    g = info["gain"]
+
+def _report(info: dict, metric: str) -> None:
+    best, t, g = info["best"], info["trials"], info["gain"]
     over = (f"; {'+' if g['improvement'] >= 0 else ''}{g['improvement']:.4f} over params.yaml's values "
             f"(trial {g['baseline_trial']}: {g['baseline_value']:.4f})") if g else ""
-    say(f"best trial {best['trial']}: {cfg.metric} {best['value']:.4f}{over} with {best['params']} "
+    say(f"best trial {best['trial']}: {metric} {best['value']:.4f}{over} with {best['params']} "
         f"({t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed) -> {paths.BEST_PARAMS}")
 
 
