@@ -1,5 +1,5 @@
-"""What a study leaves: tune/best_params.json (train reads it), study.json, best.json (the DVC metric:
-the best value alone), trials.csv and plots."""
+"""What a study leaves: tune/best_params.json (train reads it), study.json, best.json (the best value
+alone, a plain output: scores.json is the one DVC metric), trials.csv and plots."""
 from __future__ import annotations
 
 import warnings
