@@ -110,12 +110,12 @@ clean-venv:  ## remove .venv
 
 # `dvc exp show` has no settings file for its columns; this is its readable view: the values that
 # compare models (dvc.yaml's metrics) and only the params that differ between the experiments shown,
-# best test accuracy first. EXP_SHOW adds flags, e.g. EXP_SHOW="-A --md" (docs/tracking.md).
-EXP_KEEP := Experiment|tune/best_value|test/
+# the best served model first. EXP_SHOW adds flags, e.g. EXP_SHOW="-A --md" (docs/tracking.md).
+EXP_KEEP := Experiment|champion/|linear/|blend/|test/
 EXP_DROP := Created|data/|models$$|pipeline/|tune/best_params
 exp-show: $(STAMP)  ## dvc exp show, fitting a terminal: the comparison metrics and the params that differ
 	$(BIN)/dvc exp show --no-pager --only-changed --keep '$(EXP_KEEP)' --drop '$(EXP_DROP)' \
-	  --sort-by test/accuracy --sort-order desc $(EXP_SHOW)
+	  --sort-by champion/test/accuracy --sort-order desc $(EXP_SHOW)
 
 screenshots: $(STAMP)  ## PNGs of the MLflow UI over mlruns/ (runs table, newest train run) in docs/img/; needs chromium
 	PYTHONPATH=tests $(BIN)/python -m helpers.browser --store mlruns/mlflow.db --out docs/img
