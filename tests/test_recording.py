@@ -45,6 +45,8 @@ def test_adapters_record_on_the_chief_only(mlflow_store, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(mlflow_store)
+    # An experiment of this store: MLflow keeps the active experiment id of an earlier test's store.
+    mlflow.set_experiment("recording")
     backup = tmp_path / "backup"
     backup.mkdir()
     (backup / "mlflow_run_id").write_text("an-interrupted-run", encoding="utf-8")
