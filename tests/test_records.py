@@ -191,8 +191,9 @@ def test_any_other_kind_and_weight_is_one_line_naming_the_file(kind, weight, tmp
                               f"(rnn with 1, linear with 0, or blend with 0 < weight < 1); {REBUILD}")
 
 
-def test_a_champion_missing_is_the_rnn_unless_it_is_required(tmp_path):
+def test_a_champion_missing_is_the_rnn_unless_it_is_required(tmp_path, monkeypatch):
     assert read_champion(tmp_path) == ChampionRecord(kind="rnn", weight=1.0)
+    monkeypatch.chdir(tmp_path)   # not the repo, whose models/ a make repro filled
     with pytest.raises(StageError, match=r"^models/champion\.json: missing \(models/ was trained before the "
                                          r"champion existed\); run the train stage again \(dvc repro train\)$"):
         read_champion(Path("models"), required=True)
