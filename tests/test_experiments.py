@@ -112,6 +112,16 @@ def test_bad_names_and_missing_files(tmp_path, monkeypatch, capsys):
     assert "nope: no experiment experiments/nope.yaml" in capsys.readouterr().err
 
 
+def test_a_run_without_dvc_on_path_is_one_line_and_runs_nothing(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["run", "seoul120-bigru"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == ["experiments: error: dvc is not on PATH; activate the project's "
+                                                 "environment (`. .venv/bin/activate`) and run it again"]
+    assert "$ dvc" not in captured.out
+
+
 def test_dry_run_prints_a_command_a_shell_can_run(monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     assert main(["run", "seoul120-bigru", "--variant", "both", "--dry-run"]) == 0

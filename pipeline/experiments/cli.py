@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,10 @@ def _run(args: argparse.Namespace) -> int:
     if not chosen:
         raise ExperimentError("name one or more experiments, or --all")
     variants = {"seed": (False,), "tuned": (True,), "both": (False, True)}[args.variant]
+    if not args.dry_run and shutil.which("dvc") is None:
+        # dvc repro runs the stages with the first `python` on PATH too, so the fix is the venv's PATH.
+        raise ExperimentError("dvc is not on PATH; activate the project's environment (`. .venv/bin/activate`) "
+                              "and run it again")
     failed: list[str] = []
     for experiment in chosen:
         for tuned in variants:
