@@ -16,7 +16,7 @@ export KERAS_HOME := $(CURDIR)/.cache/keras
 export PIPELINE_CACHE_DIR := $(CURDIR)/.cache
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install repro test test-fast test-slow lint experiments results bench bench-train bench-tune bench-predict ui dashboard cluster-up cluster-repro cluster-down clean-venv exp-show screenshots
+.PHONY: help install repro test test-fast test-slow lint experiments results bench bench-train bench-tune bench-predict bench-linear ui dashboard cluster-up cluster-repro cluster-down clean-venv exp-show screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -72,6 +72,9 @@ bench-tune: $(STAMP)  ## tune trials/hour with pruning against without (needs da
 
 bench-predict: $(STAMP)  ## pipeline.predict docs/s against the tutorial loop (needs ../shared/data)
 	$(BIN)/python bench/predict_speed.py --input ../shared/data/nsmc/ratings_train.txt --rows 50000
+
+bench-linear: $(STAMP)  ## the linear model out of core (hashed + SGD) against TF-IDF + liblinear (needs ../shared/data)
+	$(BIN)/python bench/linear_scale.py --nsmc ../shared/data/nsmc/ratings_train.txt --imdb ../shared/data/imdb/aclImdb_train_test.tar.gz --copies 8
 
 # One uvicorn worker and no job runner: the defaults (4 workers + 8 huey job consumers, used only
 # by GenAI evaluation jobs) take ~2.8 GiB of processes to browse a few runs.

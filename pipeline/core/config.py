@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -271,6 +272,17 @@ class LinearParams(_Section):
     char_ngrams: NgramRange = (2, 4)            # character n-gram range over the joined tokens; []: none
     c: float = Field(3.0, gt=0, le=1e6)          # LogisticRegression's inverse regularisation
     max_features: int = Field(500000, ge=0)      # per vectorizer; 0: no limit
+    # Above this many fit rows: hashed n-grams + SGD over batches, out of core (pipeline/model/hashed_linear.py).
+    out_of_core_above: int = Field(1000000, ge=0)
+    hash_features: int = Field(1048576, ge=16, le=2**26)   # out of core: hashed columns per vectorizer (2**k)
+    sgd_epochs: int = Field(5, ge=1, le=100)     # out of core: passes over the fit rows
+
+    @field_validator("hash_features")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"expected a power of two (2**20 = 1048576), got {value}")
+        return value
 
 
 def _weights(value: Any) -> Any:

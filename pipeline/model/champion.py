@@ -194,7 +194,7 @@ def select(data: Prepared, validated, cfg: ChampionParams, train_cfg: TrainParam
     else:
         choice = choose(val.y, rnn_on_val(), linear_on_validation(train, val, cfg.linear, data.labels), cfg,
                         "validation")
-    return choice, fit_linear(cfg.linear, both, data.labels)
+    return choice, fit_linear(cfg.linear, both, data.labels, tokens_path)
 
 
 def describe(choice: Choice, train_cfg: TrainParams, linear_cfg: LinearParams | None, kind: str | None = None) -> str:

@@ -4,7 +4,8 @@ It answers one question in every run: does the recurrent model earn its cost? An
 wins on small data, it can be served too, alone or blended with the RNN (pipeline/model/champion.py).
 It reads the full token lists of data/tokens.parquet (not the vocabulary-cut, maxlen-truncated ids
 the RNN sees), joined to the prepared split by id. Deterministic: liblinear's coordinate descent is
-seeded.
+seeded. Above champion.linear.out_of_core_above fit rows `fit_linear` fits the out-of-core one
+instead (hashed n-grams + SGD over batches: pipeline/model/hashed_linear.py), in the same LinearModel.
 
 The classifier is one logistic regression per class (one-vs-rest), each solved by liblinear in the
 dual. n-gram TF-IDF gives far more columns than rows (Reuters: 444,526 columns for 8,982 rows), and
@@ -121,12 +122,20 @@ class LinearModel:
         return proba
 
 
-def fit_linear(cfg: LinearParams, rows: SplitRows, labels: Sequence[str]) -> LinearModel:
-    """The linear model fitted on `rows`; a one-line DataError where the rows cannot make one."""
+def fit_linear(cfg: LinearParams, rows: SplitRows, labels: Sequence[str],
+               tokens_path: Path | None = None) -> LinearModel:
+    """The linear model fitted on `rows`; a one-line DataError where the rows cannot make one.
+
+    Above cfg.out_of_core_above rows, the out-of-core one (pipeline/model/hashed_linear.py), its
+    token lists streamed from tokens_path when given."""
     present = np.unique(rows.y)
     if len(present) < 2:
         raise DataError(f"the linear model's training rows hold one class only "
                         f"({labels[int(present[0])] if len(present) else 'none'!r}); it needs two")
+    if len(rows.y) > cfg.out_of_core_above:
+        from pipeline.model.hashed_linear import fit_hashed
+
+        return fit_hashed(cfg, rows, labels, tokens_path)
     pipeline = build_linear(cfg)
     try:
         pipeline.fit(rows.tokens, rows.y)
