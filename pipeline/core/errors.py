@@ -69,17 +69,19 @@ class ExperimentError(PipelineError, ValueError):
 
 
 @contextmanager
-def reading(path: Path, writer: str, checkout: Path | None = None) -> Iterator[None]:
+def reading(path: Path, writer: str, checkout: Path | None = None, hint: str = "",
+            error: type[PipelineError] = DataError) -> Iterator[None]:
     """Read an output of the `writer` stage: one cut short (a full disk, an interrupted copy) or not
-    of its kind is one DataError naming it and how to get it back, not numpy's BadZipFile or pyarrow's
-    ArrowInvalid (a ValueError) with a traceback. `checkout`: what `dvc checkout` restores (the file)."""
+    of its kind is one `error` naming it and how to get it back, not numpy's BadZipFile or pyarrow's
+    ArrowInvalid (a ValueError) with a traceback. `checkout`: what `dvc checkout` restores (the file);
+    `hint`: another way to get it back (a model bundle's own, core/records.py)."""
+    hint = hint or f"rebuild it with `dvc repro {writer}` or `dvc checkout {checkout or path}`"
     try:
         yield
     except PipelineError:
         raise
     except FileNotFoundError:
-        raise DataError(f"{path}: missing; run the {writer} stage (dvc repro {writer})") from None
+        raise error(f"{path}: missing; run the {writer} stage (dvc repro {writer})") from None
     except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        raise DataError(f"{path}: damaged or not what the {writer} stage writes ({reason}); rebuild it with "
-                        f"`dvc repro {writer}` or `dvc checkout {checkout or path}`") from None
+        raise error(f"{path}: damaged or not what the {writer} stage writes ({reason}); {hint}") from None

@@ -23,7 +23,8 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_serializer, model_validator
 
 from pipeline.core import paths
-from pipeline.core.errors import DataError, PipelineError, StageError
+from pipeline.core.atomic import write_json
+from pipeline.core.errors import DataError, PipelineError, StageError, reading
 
 PARAMS_FILE = "params.json"
 CHAMPION_FILE = "champion.json"
@@ -127,13 +128,8 @@ def read_record(model: type[R], path: Path, writer: str, hint: str, error: type[
     """The `model` record in `path`, which the `writer` stage writes. A missing file, one cut short or
     not JSON, and one whose content is not the record are each one `error` naming the file and (the
     last) the key; `hint` says how to get a sound copy."""
-    try:
+    with reading(path, writer, hint=hint, error=error):   # UnicodeDecodeError, JSONDecodeError, a folder
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise error(f"{path}: missing; run the {writer} stage (dvc repro {writer})") from None
-    except (OSError, ValueError) as exc:   # UnicodeDecodeError, JSONDecodeError, a folder
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        raise error(f"{path}: damaged or not what the {writer} stage writes ({reason}); {hint}") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -194,6 +190,5 @@ def read_champion(folder: Path = paths.MODELS_DIR, required: bool = False) -> Ch
 
 
 def write_record(path: Path, record: Record) -> None:
-    """The record as its file holds it (UTF-8, indented, as write_json writes), in place: the writers
-    write into a folder that appears whole (atomic_dir) or into a staging copy."""
-    path.write_text(json.dumps(record.as_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    """The record as its file holds it, written as every JSON output is (write_json)."""
+    write_json(path, record.as_json())
