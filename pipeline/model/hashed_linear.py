@@ -28,8 +28,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from pipeline.core.config import LinearParams
-from pipeline.core.errors import DataError, ParamsError
-from pipeline.model.linear import SEED, LinearModel, SplitRows, WordNgrams, joined
+from pipeline.core.errors import DataError
+from pipeline.model.linear import SEED, LinearModel, SplitRows, ngram_features
 
 BATCH_ROWS = 10_000        # rows per partial_fit
 SHUFFLE_BATCHES = 8        # record batches held at once, rows drawn at random among them
@@ -41,20 +41,12 @@ def build_hashed(cfg: LinearParams, alpha: float):
     """An unfitted Pipeline over token lists: hashed word and character n-grams, then SGD log loss."""
     from sklearn.feature_extraction.text import HashingVectorizer
     from sklearn.linear_model import SGDClassifier
-    from sklearn.pipeline import FeatureUnion, Pipeline
+    from sklearn.pipeline import Pipeline
 
-    common = {"n_features": cfg.hash_features, "alternate_sign": False, "binary": True, "norm": "l2"}
-    features = []
-    if cfg.word_ngrams:
-        features.append(("word", HashingVectorizer(analyzer=WordNgrams(cfg.word_ngrams), **common)))
-    if cfg.char_ngrams:
-        features.append(("char", HashingVectorizer(analyzer="char", preprocessor=joined,
-                                                   ngram_range=tuple(cfg.char_ngrams), **common)))
-    if not features:
-        raise ParamsError("champion.linear: word_ngrams is 0 and char_ngrams is []: the linear model has no "
-                          "features; set either, or champion.linear.enabled: false")
+    features = ngram_features(cfg, HashingVectorizer, n_features=cfg.hash_features, alternate_sign=False,
+                              binary=True, norm="l2")
     classifier = SGDClassifier(loss="log_loss", penalty="l2", alpha=alpha, random_state=SEED)
-    return Pipeline([("features", FeatureUnion(features)), ("classifier", classifier)])
+    return Pipeline([("features", features), ("classifier", classifier)])
 
 
 def _draw(buffer: list[Batch], rng: np.random.Generator, batch_rows: int) -> Iterator[Batch]:

@@ -75,28 +75,34 @@ def joined(tokens: list[str]) -> str:
     return " ".join(tokens)
 
 
-def build_linear(cfg: LinearParams):
-    """An unfitted Pipeline over token lists: a FeatureUnion of word and character TF-IDF, then
-    one-vs-rest logistic regression (see the module's docstring for why liblinear's dual)."""
-    from sklearn.pipeline import FeatureUnion, Pipeline
+def ngram_features(cfg: LinearParams, vectorizer, **options):
+    """The FeatureUnion of word 1..n-grams of the token lists and character n-grams of the joined
+    tokens, each a `vectorizer` (TF-IDF here, hashing out of core) built with `options`."""
+    from sklearn.pipeline import FeatureUnion
 
-    from pipeline.model.tfidf import CompactTfidf as TfidfVectorizer
-
-    limit = cfg.max_features or None
     features = []
     if cfg.word_ngrams:
-        features.append(("word", TfidfVectorizer(analyzer=WordNgrams(cfg.word_ngrams), sublinear_tf=True,
-                                                 max_features=limit)))
+        features.append(("word", vectorizer(analyzer=WordNgrams(cfg.word_ngrams), **options)))
     if cfg.char_ngrams:
         # A callable preprocessor replaces the default one (lowercasing included): the tokens as
         # tokenize left them, as the RNN sees them.
-        features.append(("char", TfidfVectorizer(analyzer="char", preprocessor=joined,
-                                                 ngram_range=tuple(cfg.char_ngrams), sublinear_tf=True,
-                                                 max_features=limit)))
+        features.append(("char", vectorizer(analyzer="char", preprocessor=joined,
+                                            ngram_range=tuple(cfg.char_ngrams), **options)))
     if not features:
         raise ParamsError("champion.linear: word_ngrams is 0 and char_ngrams is []: the linear model has no "
                           "features; set either, or champion.linear.enabled: false")
-    return Pipeline([("features", FeatureUnion(features)), ("classifier", classifier(cfg.c))])
+    return FeatureUnion(features)
+
+
+def build_linear(cfg: LinearParams):
+    """An unfitted Pipeline over token lists: a FeatureUnion of word and character TF-IDF, then
+    one-vs-rest logistic regression (see the module's docstring for why liblinear's dual)."""
+    from sklearn.pipeline import Pipeline
+
+    from pipeline.model.tfidf import CompactTfidf as TfidfVectorizer
+
+    features = ngram_features(cfg, TfidfVectorizer, sublinear_tf=True, max_features=cfg.max_features or None)
+    return Pipeline([("features", features), ("classifier", classifier(cfg.c))])
 
 
 def classifier(c: float):
