@@ -31,28 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     from dvc.utils.serialize import dumps_yaml
 
     from pipeline.core.atomic import atomic_file
-    from pipeline.core.config import check_params, read_yaml
+    from pipeline.core.config import check_params, read_params_data
     from pipeline.core.errors import PipelineError
-    from pipeline.core.overrides import apply_overrides, for_file
 
     out = args.out or args.params.with_name("params.cluster.yaml")
     try:
-        assignments = for_file(args.assignments, args.params)
-        try:
-            raw = read_yaml(args.params)
-        except FileNotFoundError:
-            raise PipelineError(f"{args.params}: file not found") from None
-        if not isinstance(raw, dict):
-            raise PipelineError(f"{args.params}: expected a mapping of sections, as in the repo's params.yaml")
-        raw = apply_overrides(raw, assignments, str(args.params))
-        check_params(raw, source=f"{args.params} with {' '.join(f'-S {a}' for a in assignments)}")
+        raw, source = read_params_data(args.params, args.assignments)   # as a stage's -S reads it
+        check_params(raw, source)
         with atomic_file(out) as tmp:   # a temp file beside it, then os.replace: never half a file
             # Written as DVC writes params.yaml after -S (ruamel.yaml, YAML 1.2), so read back the same:
             # PyYAML (YAML 1.1) would write the text "1e-3" or "0o17" unquoted, and ruamel reads a number.
             tmp.write_text(dumps_yaml(raw), encoding="utf-8")
     except PipelineError as error:
         raise SystemExit(f"textclf-params: {error}") from None
-    print(f"textclf-params: {out}: {args.params} with {' '.join(f'-S {a}' for a in assignments)}", flush=True)
+    print(f"textclf-params: {out}: {source}", flush=True)
     return 0
 
 

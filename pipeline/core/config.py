@@ -342,6 +342,12 @@ class Params(_Section):
 def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> Params:
     """The params file, checked whole; `overrides`: `-S` assignments (core/overrides.py, the grammar of
     `dvc exp run -S`) applied to its data first, in memory. Errors then name the file with them."""
+    return check_params(*read_params_data(path, overrides))
+
+
+def read_params_data(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> tuple[dict, str]:
+    """The params file's data with `overrides` applied, not yet checked (textclf-params writes it), and
+    the name its errors give it: the file, with its -S assignments."""
     path = Path(path)
     try:
         raw = read_yaml(path)
@@ -352,12 +358,11 @@ def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ())
         got = "the file is empty" if raw is None else f"the file holds {_kind(raw)}, not a mapping"
         raise ParamsError(f"{path}: {got}; expected a mapping of sections ({sections}), as in the repo's params.yaml")
     if not overrides:
-        return check_params(raw, source=str(path))
+        return raw, str(path)
     from pipeline.core.overrides import apply_overrides, for_file
 
     overrides = for_file(overrides, path)
-    return check_params(apply_overrides(raw, overrides, str(path)),
-                        source=f"{path} with {' '.join(f'-S {a}' for a in overrides)}")
+    return apply_overrides(raw, overrides, str(path)), f"{path} with {' '.join(f'-S {a}' for a in overrides)}"
 
 
 def _kind(value: Any) -> str:
