@@ -149,6 +149,13 @@ def main() -> int:
     from sklearn.model_selection import train_test_split
 
     results: list[tuple[str, str, dict | None]] = []
+
+    def measure(name: str, tokens_path: Path, split_path: Path) -> None:
+        """Each kind's fit of these rows, in a process of its own."""
+        for kind in KINDS:
+            results.append((name, kind, run_child(kind, tokens_path, split_path, args.params, args.timeout)))
+            print(f"  {name} {kind}: {results[-1][2]}", file=sys.stderr, flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         for name, reader, source in (("NSMC x1", nsmc, args.nsmc), ("IMDB x1", imdb, args.imdb)):
             started = time.perf_counter()
@@ -160,9 +167,7 @@ def main() -> int:
             tokens_path, split_path = Path(tmp) / f"{name[:4]}.parquet", Path(tmp) / f"{name[:4]}.npz"
             write_tokens(tokens_path, ids, tokens)
             np.savez(split_path, fit_ids=ids_arr[fit], fit_y=y[fit], held_ids=ids_arr[held], held_y=y[held])
-            for kind in KINDS:
-                results.append((name, kind, run_child(kind, tokens_path, split_path, args.params, args.timeout)))
-                print(f"  {name} {kind}: {results[-1][2]}", file=sys.stderr, flush=True)
+            measure(name, tokens_path, split_path)
             if name == "NSMC x1" and args.copies > 1:
                 k = args.copies
                 big, big_split = Path(tmp) / "nsmc-copies.parquet", Path(tmp) / "nsmc-copies.npz"
@@ -175,9 +180,7 @@ def main() -> int:
         if args.copies > 1:
             name, big, big_split, n = nsmc_copies
             print(f"{name}: {n:,} rows", file=sys.stderr)
-            for kind in KINDS:
-                results.append((name, kind, run_child(kind, big, big_split, args.params, args.timeout)))
-                print(f"  {name} {kind}: {results[-1][2]}", file=sys.stderr, flush=True)
+            measure(name, big, big_split)
 
     figures = []
     print(f"{'rows':10} {'model':20} {'seconds':>8} {'x less':>7} {'peak MB':>8} {'x less':>7} "
